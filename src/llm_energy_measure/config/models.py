@@ -1,0 +1,253 @@
+"""Experiment configuration models (pure validation: nothing here touches devices or env).
+
+Every field is read by the pipeline. Validation errors name the key and the allowed values;
+soft problems are reported by ``config.validation.config_warnings`` instead of raising.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llm_energy_measure.constants import (
+    DEFAULT_BASELINE_DURATION_S,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_INPUT_TOKENS,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MODEL,
+    DEFAULT_NUM_PROMPTS,
+    DEFAULT_SAMPLE_INTERVAL_MS,
+    DEFAULT_SEED,
+    DEFAULT_WARMUP_RUNS,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+Precision = Literal["float32", "float16", "bfloat16"]
+
+
+class ModelConfig(_Strict):
+    """Which model to load and how."""
+
+    name: str = Field(DEFAULT_MODEL, min_length=1, description="Hub id, local folder, GGUF file "
+                      "path, or builtin:tiny-llama")
+    revision: str | None = Field(None, description="Hub revision (commit, tag, branch) to pin")
+    gguf_file: str | None = Field(None, description="GGUF file name inside the repo/folder")
+    precision: Precision = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    trust_remote_code: bool = False
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+
+
+class QuantizationConfig(_Strict):
+    """BitsAndBytes quantization (CUDA only). Every field maps to BitsAndBytesConfig."""
+
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
+    bnb_4bit_compute_dtype: Precision = "float16"
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_use_double_quant: bool = False
+    bnb_4bit_quant_storage: Literal["uint8", "float16", "bfloat16", "float32"] = "uint8"
+    llm_int8_threshold: float = Field(6.0, gt=0)
+    llm_int8_skip_modules: list[str] | None = None
+    llm_int8_enable_fp32_cpu_offload: bool = False
+    llm_int8_has_fp16_weight: bool = False
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> QuantizationConfig:
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("quantization: set only one of load_in_4bit and load_in_8bit")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.load_in_4bit or self.load_in_8bit
+
+
+class PromptsConfig(_Strict):
+    """Where prompts come from and how many are measured."""
+
+    source: Literal["builtin", "file", "jsonl", "huggingface", "synthetic"] = "builtin"
+    path: Path | None = Field(None, description="text file (one prompt a line) or JSONL file")
+    column: str | None = Field(None, description="JSONL/dataset column; detected when unset")
+    dataset: str | None = Field(None, description="Hugging Face dataset id")
+    dataset_config: str | None = None
+    split: str = "train"
+    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=1_000_000)
+    max_input_tokens: int = Field(DEFAULT_MAX_INPUT_TOKENS, ge=1, le=1_048_576)
+    shuffle: bool = False
+    synthetic_input_tokens: int = Field(64, ge=1, le=1_048_576)
+
+    @model_validator(mode="after")
+    def _needs(self) -> PromptsConfig:
+        if self.source in ("file", "jsonl") and self.path is None:
+            raise ValueError(f"prompts.path is required when prompts.source is '{self.source}'")
+        if self.source == "huggingface" and not self.dataset:
+            raise ValueError("prompts.dataset is required when prompts.source is 'huggingface'")
+        return self
+
+
+class BatchingConfig(_Strict):
+    """How prompts are grouped into generate calls."""
+
+    strategy: Literal["fixed", "sorted", "token_budget"] = "fixed"
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=65_536)
+    max_tokens_per_batch: int | None = Field(None, ge=1, description="token_budget: cap on "
+                                             "padded input tokens per batch")
+
+    @model_validator(mode="after")
+    def _budget(self) -> BatchingConfig:
+        if self.strategy == "token_budget" and self.max_tokens_per_batch is None:
+            raise ValueError(
+                "batching.max_tokens_per_batch is required when batching.strategy is "
+                "'token_budget'"
+            )
+        return self
+
+
+DecoderPreset = Literal["deterministic", "benchmark", "standard", "creative"]
+
+#: Decoder presets: values applied under any field the user sets explicitly.
+DECODER_PRESETS: dict[str, dict[str, object]] = {
+    "deterministic": {"mode": "greedy", "fixed_length": False},
+    "benchmark": {"mode": "greedy", "fixed_length": True},
+    "standard": {"mode": "sampling", "temperature": 0.7, "top_p": 0.9, "top_k": 50},
+    "creative": {"mode": "sampling", "temperature": 1.0, "top_p": 0.95, "top_k": 0},
+}
+
+
+class DecoderConfig(_Strict):
+    """Generation settings. ``fixed_length`` generates exactly max_new_tokens (EOS ignored)."""
+
+    preset: DecoderPreset | None = None
+    mode: Literal["greedy", "sampling"] = "greedy"
+    temperature: float = Field(1.0, gt=0, le=100)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 disables top-k")
+    min_p: float = Field(0.0, ge=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0, le=100)
+    max_new_tokens: int = Field(DEFAULT_MAX_NEW_TOKENS, ge=1, le=1_048_576)
+    min_new_tokens: int = Field(0, ge=0)
+    fixed_length: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("preset") in DECODER_PRESETS:
+            merged = dict(DECODER_PRESETS[str(data["preset"])])
+            merged.update(data)
+            return merged
+        return data
+
+    @model_validator(mode="after")
+    def _lengths(self) -> DecoderConfig:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"decoder.min_new_tokens ({self.min_new_tokens}) must be <= "
+                f"decoder.max_new_tokens ({self.max_new_tokens})"
+            )
+        return self
+
+
+class InferenceConfig(_Strict):
+    """Axes of the inference engine that researchers compare."""
+
+    cache_implementation: Literal["dynamic", "static"] = "dynamic"
+    torch_compile: bool = False
+    save_outputs: bool = False
+
+
+class TrafficConfig(_Strict):
+    """Simulated arrivals. Waiting happens outside the compute timing."""
+
+    enabled: bool = False
+    mode: Literal["poisson", "constant"] = "poisson"
+    rate_per_s: float = Field(1.0, gt=0, le=1_000_000)
+
+
+class BaselineConfig(_Strict):
+    """Idle power measured before the run, for the static/dynamic energy split."""
+
+    enabled: bool = True
+    duration_s: float = Field(DEFAULT_BASELINE_DURATION_S, ge=0.1, le=600)
+
+
+class EnergyConfig(_Strict):
+    """Energy measurement: backend, sampler and emissions."""
+
+    backend: Literal["auto", "nvml", "rapl", "codecarbon", "zeus", "null"] = "auto"
+    sample_interval_ms: float = Field(DEFAULT_SAMPLE_INTERVAL_MS, ge=10, le=60_000)
+    baseline: BaselineConfig = BaselineConfig()
+    country_iso_code: str | None = Field(None, min_length=3, max_length=3,
+                                         description="ISO 3166-1 alpha-3, e.g. FRA")
+    region: str | None = None
+    carbon_intensity_g_per_kwh: float | None = Field(None, ge=0, le=5000)
+    pue: float = Field(1.0, ge=1.0, le=5.0)
+    save_timeseries: bool = True
+
+
+class WarmupConfig(_Strict):
+    """Warm-up generate calls before the measured window (excluded from it)."""
+
+    mode: Literal["fixed", "convergence"] = "fixed"
+    runs: int = Field(DEFAULT_WARMUP_RUNS, ge=0, le=10_000)
+    max_runs: int = Field(20, ge=1, le=10_000)
+    cv_threshold: float = Field(0.05, gt=0, le=1)
+
+
+class ShardingConfig(_Strict):
+    """Splitting a model larger than one device across devices."""
+
+    strategy: Literal["none", "device_map", "tensor_parallel"] = "none"
+    max_memory: dict[str, str] | None = Field(None, description='e.g. {"0": "20GiB"}')
+
+
+class LaunchConfig(_Strict):
+    """Processes and machines (accelerate launch)."""
+
+    num_processes: int = Field(1, ge=1, le=1024)
+    gpus: list[int] | None = Field(None, description="visible GPU indices")
+    num_machines: int = Field(1, ge=1, le=4096)
+    machine_rank: int = Field(0, ge=0)
+    main_process_ip: str | None = None
+    main_process_port: int | None = Field(None, ge=1, le=65_535)
+    process_timeout_s: float = Field(3600, gt=0)
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: what to run and how to measure it."""
+
+    config_name: str = Field("experiment", min_length=1, max_length=128)
+    model: ModelConfig = ModelConfig()
+    quantization: QuantizationConfig = QuantizationConfig()
+    prompts: PromptsConfig = PromptsConfig()
+    batching: BatchingConfig = BatchingConfig()
+    decoder: DecoderConfig = DecoderConfig()
+    inference: InferenceConfig = InferenceConfig()
+    traffic: TrafficConfig = TrafficConfig()
+    energy: EnergyConfig = EnergyConfig()
+    warmup: WarmupConfig = WarmupConfig()
+    sharding: ShardingConfig = ShardingConfig()
+    launch: LaunchConfig = LaunchConfig()
+    cycles: int = Field(1, ge=1, le=1000)
+    seed: int = Field(DEFAULT_SEED, ge=0)
+    results_dir: Path | None = Field(None, description="overrides the default results directory")
+
+    @model_validator(mode="after")
+    def _cross(self) -> ExperimentConfig:
+        if self.launch.machine_rank >= self.launch.num_machines:
+            raise ValueError(
+                f"launch.machine_rank ({self.launch.machine_rank}) must be < "
+                f"launch.num_machines ({self.launch.num_machines})"
+            )
+        if self.launch.gpus is not None and len(self.launch.gpus) < self.launch.num_processes:
+            raise ValueError(
+                f"launch.gpus lists {len(self.launch.gpus)} GPU(s) but launch.num_processes is "
+                f"{self.launch.num_processes}"
+            )
+        return self

@@ -1,0 +1,81 @@
+"""Plain data passed between the measuring components (not stored as-is)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_energy_measure.domain import (
+    DeviceEnergy,
+    MeasurementWarning,
+    ModelInfo,
+    RequestRecord,
+    Timestamps,
+    UtilisationSample,
+)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request's text, with a stable id (its index in the workload).
+
+    ``target_output_tokens`` is set by synthetic workloads that fix the output length.
+    """
+
+    request_id: int
+    text: str
+    target_output_tokens: int | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generation, its tokenizer (left padding, pad token set) and facts."""
+
+    model: Any
+    tokenizer: Any
+    info: ModelInfo
+    device: str  # e.g. "cpu", "cuda:0"
+
+
+@dataclass(frozen=True)
+class SequenceShape:
+    """Real (unpadded) lengths of one generated sequence, for FLOPs."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass
+class InferenceOutput:
+    """What one measured pass over the workload produced.
+
+    ``window`` covers only generation (both edges after a device synchronize); tokenization and
+    traffic waits are outside it.
+    """
+
+    requests: list[RequestRecord]
+    window: Timestamps
+    sequences: list[SequenceShape]
+    num_batches: int
+    padded_input_tokens: int = 0
+    warnings: list[MeasurementWarning] = field(default_factory=list)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(r.input_tokens for r in self.requests)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(r.output_tokens for r in self.requests)
+
+
+@dataclass
+class EnergyReading:
+    """Raw energy over one window from a backend: per device, before baseline/derivations."""
+
+    devices: list[DeviceEnergy]
+    backend: str
+    warnings: list[MeasurementWarning] = field(default_factory=list)
+    timeseries: list[UtilisationSample] = field(default_factory=list)
+    carbon_intensity_g_per_kwh: float | None = None
+    carbon_intensity_source: str | None = None

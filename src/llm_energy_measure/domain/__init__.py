@@ -1,0 +1,49 @@
+"""Immutable domain models: metrics, results, model info, environment."""
+
+from llm_energy_measure.domain.environment import EnvironmentInfo, GpuInfo
+from llm_energy_measure.domain.metrics import (
+    ComputeMetrics,
+    CycleMetrics,
+    DeviceEnergy,
+    EnergyMetrics,
+    FlopsResult,
+    InferenceMetrics,
+    LatencyStats,
+    MeasurementWarning,
+    MemoryStats,
+    MetricStats,
+    RequestRecord,
+    Timestamps,
+    UtilisationSample,
+)
+from llm_energy_measure.domain.model_info import ModelInfo, QuantizationSpec
+from llm_energy_measure.domain.results import (
+    AggregatedResult,
+    AggregationMetadata,
+    ProcessSummary,
+    RawProcessResult,
+)
+
+__all__ = [
+    "AggregatedResult",
+    "AggregationMetadata",
+    "ComputeMetrics",
+    "CycleMetrics",
+    "DeviceEnergy",
+    "EnergyMetrics",
+    "EnvironmentInfo",
+    "FlopsResult",
+    "GpuInfo",
+    "InferenceMetrics",
+    "LatencyStats",
+    "MeasurementWarning",
+    "MemoryStats",
+    "MetricStats",
+    "ModelInfo",
+    "ProcessSummary",
+    "QuantizationSpec",
+    "RawProcessResult",
+    "RequestRecord",
+    "Timestamps",
+    "UtilisationSample",
+]

@@ -1,0 +1,253 @@
+"""Measurement value objects: latency, inference, energy, compute, memory, time.
+
+Units live in field names: ``_s`` seconds, ``_j`` joules, ``_w`` watts, ``_bytes`` bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from llm_energy_measure.domain.base import FrozenModel
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default) of already sorted values; q in [0, 100]."""
+    if not sorted_values:
+        raise ValueError("percentile of an empty sequence")
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    frac = pos - lo
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
+
+
+class LatencyStats(FrozenModel):
+    """Distribution of one latency quantity over requests, in seconds."""
+
+    count: int
+    mean_s: float
+    p50_s: float
+    p90_s: float
+    p95_s: float
+    p99_s: float
+    min_s: float
+    max_s: float
+
+    @classmethod
+    def from_samples(cls, samples_s: Sequence[float]) -> LatencyStats | None:
+        """Stats of the samples; None when there are none."""
+        values = sorted(float(v) for v in samples_s)
+        if not values:
+            return None
+        return cls(
+            count=len(values),
+            mean_s=sum(values) / len(values),
+            p50_s=percentile(values, 50),
+            p90_s=percentile(values, 90),
+            p95_s=percentile(values, 95),
+            p99_s=percentile(values, 99),
+            min_s=values[0],
+            max_s=values[-1],
+        )
+
+
+class RequestRecord(FrozenModel):
+    """One request (prompt) as measured.
+
+    Times are relative to the start of the measured window, in seconds. ``ttft_s`` runs from
+    submission (arrival in traffic mode, batch start otherwise) to the first generated token;
+    ``itl_s`` is the mean gap between this sequence's later tokens (None with one token);
+    ``e2e_s`` runs from submission to this sequence's last token.
+    """
+
+    request_id: int
+    cycle: int = 0
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    submitted_s: float
+    ttft_s: float | None = None
+    itl_s: float | None = None
+    e2e_s: float
+    output_text: str | None = None
+
+
+class Timestamps(FrozenModel):
+    """A measured window. ``start``/``end`` are Unix epoch seconds (wall clock, comparable
+    across processes and hosts); ``duration_s`` comes from a monotonic clock."""
+
+    start: float
+    end: float
+    duration_s: float = Field(ge=0)
+
+
+class InferenceMetrics(FrozenModel):
+    """Token counts and throughput over a measured window.
+
+    Tokens follow the design rules: input = attention-mask sum (no padding), output = generated
+    tokens up to and including EOS. Throughputs divide by ``inference_time_s``, the measured
+    window (tokenization and traffic waits excluded).
+    """
+
+    num_requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    inference_time_s: float
+    output_tokens_per_s: float
+    total_tokens_per_s: float
+    requests_per_s: float
+    ttft: LatencyStats | None = None
+    itl: LatencyStats | None = None
+    e2e: LatencyStats | None = None
+
+
+EnergyMethod = Literal["counter", "sampled_power", "estimate"]
+DeviceKind = Literal["gpu", "cpu", "dram", "system"]
+DeviceScope = Literal["device", "host"]
+
+
+class DeviceEnergy(FrozenModel):
+    """Energy of one physical device (or host-level domain) over one window, with provenance.
+
+    ``device_id`` is the physical identity used to count each device exactly once when
+    processes are aggregated: ``gpu:<UUID>`` for GPUs, ``<host>:rapl:package-0`` for host
+    domains. ``scope`` is ``host`` for domains shared by every process of a host.
+    """
+
+    device_id: str
+    kind: DeviceKind
+    scope: DeviceScope
+    host: str
+    name: str = ""
+    method: EnergyMethod
+    estimated: bool
+    source: str = Field(description="backend that produced the figure, e.g. nvml, rapl")
+    sampling_interval_ms: float | None = None
+    energy_j: float
+    duration_s: float
+    mean_power_w: float | None = None
+    peak_power_w: float | None = None
+    baseline_power_w: float | None = None
+    static_energy_j: float | None = None
+    dynamic_energy_j: float | None = None
+    dynamic_clamped: bool = False
+
+
+class EnergyMetrics(FrozenModel):
+    """Energy over a window: per-device figures plus totals and derived ratios.
+
+    ``estimated`` is true when any figure is an estimate. Static energy = idle baseline power x
+    window; dynamic = total - static (clamped at zero and flagged when negative).
+    """
+
+    devices: tuple[DeviceEnergy, ...] = ()
+    backend: str
+    total_energy_j: float
+    gpu_energy_j: float = 0.0
+    cpu_energy_j: float = 0.0
+    ram_energy_j: float = 0.0
+    static_energy_j: float | None = None
+    dynamic_energy_j: float | None = None
+    estimated: bool
+    methods: tuple[str, ...] = ()
+    duration_s: float
+    mean_power_w: float | None = None
+    peak_power_w: float | None = None
+    energy_per_output_token_j: float | None = None
+    energy_per_request_j: float | None = None
+    output_tokens_per_j: float | None = None
+    emissions_g: float | None = None
+    carbon_intensity_g_per_kwh: float | None = None
+    carbon_intensity_source: str | None = None
+    pue: float = 1.0
+
+
+FlopsMethod = Literal["analytic", "flop_counter", "calflops", "parameter_estimate"]
+
+
+class FlopsResult(FrozenModel):
+    """FLOPs of a workload (1 multiply-add = 2 FLOPs)."""
+
+    total_flops: float
+    prefill_flops: float
+    decode_flops: float
+    flops_per_output_token: float | None = None
+    method: FlopsMethod
+    confidence: Literal["high", "medium", "low"]
+    architecture: str | None = None
+    notes: str = ""
+
+
+class ComputeMetrics(FrozenModel):
+    """Compute efficiency. MFU/MBU are None (not zero) when the device peak is unknown."""
+
+    flops: FlopsResult | None = None
+    achieved_flops_per_s: float | None = None
+    peak_flops_per_s: float | None = None
+    mfu: float | None = None
+    peak_memory_bandwidth_bytes_per_s: float | None = None
+    mbu: float | None = None
+    device_name: str | None = None
+
+
+class MemoryStats(FrozenModel):
+    """Memory over the measured window. GPU peaks are reset at the window start."""
+
+    model_weights_bytes: int | None = None
+    gpu_peak_allocated_bytes: int | None = None
+    gpu_peak_reserved_bytes: int | None = None
+    cpu_peak_rss_bytes: int | None = None
+
+
+class UtilisationSample(FrozenModel):
+    """One sample of the background power/temperature/utilisation sampler."""
+
+    t_s: float
+    device_id: str
+    power_w: float | None = None
+    temperature_c: float | None = None
+    utilisation_pct: float | None = None
+    memory_used_bytes: int | None = None
+    sm_clock_mhz: float | None = None
+
+
+class MetricStats(FrozenModel):
+    """Statistics of a headline metric over repeated cycles (95% CI from Student t)."""
+
+    n: int
+    mean: float
+    std: float
+    cv: float | None
+    ci95_low: float
+    ci95_high: float
+    high_variance: bool = False
+
+
+class CycleMetrics(FrozenModel):
+    """Headline figures of one cycle of the measured workload."""
+
+    cycle: int
+    timestamps: Timestamps
+    input_tokens: int
+    output_tokens: int
+    num_requests: int
+    energy_j: float | None = None
+    output_tokens_per_s: float
+    energy_per_output_token_j: float | None = None
+    ttft_p50_s: float | None = None
+    itl_p50_s: float | None = None
+
+
+class MeasurementWarning(FrozenModel):
+    """A named warning attached to a result (e.g. ``short_window``, ``estimated_energy``)."""
+
+    code: str
+    message: str
+    severity: Literal["info", "warning", "error"] = "warning"
+    process_index: int | None = None

@@ -1,0 +1,39 @@
+"""What was measured: the model and its quantization."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from llm_energy_measure.domain.base import FrozenModel
+
+
+class QuantizationSpec(FrozenModel):
+    """How the weights are quantized (``none`` for full/half precision)."""
+
+    method: Literal["none", "bitsandbytes", "gguf"] = "none"
+    bits: int | None = None
+    details: dict[str, Any] = {}
+
+
+class ModelInfo(FrozenModel):
+    """Architecture facts of the loaded model, used for FLOPs and reporting."""
+
+    name: str
+    source: Literal["hub", "local", "builtin", "gguf"]
+    revision: str | None = None
+    architecture: str | None = None
+    model_type: str | None = None
+    num_parameters: int
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    num_attention_heads: int | None = None
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    intermediate_size: int | None = None
+    vocab_size: int | None = None
+    max_position_embeddings: int | None = None
+    dtype: str
+    weight_bytes: int
+    quantization: QuantizationSpec = QuantizationSpec()
+    random_weights: bool = False
+    attn_implementation: str | None = None

@@ -1,0 +1,75 @@
+"""Typed exception tree. The CLI maps these to exit codes (see EXIT_CODES)."""
+
+from __future__ import annotations
+
+
+class LLMBenchError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigurationError(LLMBenchError):
+    """A config, flag or user-supplied id/path is invalid. Exit code 2."""
+
+    exit_code = 2
+
+
+class InferenceError(LLMBenchError):
+    """Generation failed (including out of memory during generate)."""
+
+
+class ModelLoadError(LLMBenchError):
+    """The model or its tokenizer could not be loaded."""
+
+
+class EnergyTrackingError(LLMBenchError):
+    """Energy measurement failed or was asked of hardware that is absent."""
+
+
+class AggregationError(LLMBenchError):
+    """Raw results cannot be combined (missing ranks, mismatched configs, ...)."""
+
+
+class DistributedError(LLMBenchError):
+    """A multi-process run failed (a rank crashed, hung or could not start)."""
+
+
+class ResultsError(LLMBenchError):
+    """A stored result is unreadable, of an unknown schema version, or missing."""
+
+
+class RetryableError(LLMBenchError):
+    """A transient failure that may succeed when retried (see resilience.retry)."""
+
+
+class CircuitOpenError(LLMBenchError):
+    """The circuit breaker is open: calls are refused until it cools down."""
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional dependency is not installed; the message names the pip command."""
+
+    def __init__(self, extra: str, package: str, feature: str) -> None:
+        self.extra = extra
+        self.package = package
+        super().__init__(
+            f"{feature} needs the '{package}' package: "
+            f'pip install "llm-energy-measure[{extra}]"'
+        )
+
+
+#: Exit codes used by the CLI.
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Exit code for an exception escaping a CLI command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, LLMBenchError):
+        return exc.exit_code
+    return EXIT_RUNTIME
