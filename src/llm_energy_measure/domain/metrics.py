@@ -230,7 +230,11 @@ class MetricStats(FrozenModel):
 
 
 class CycleMetrics(FrozenModel):
-    """Headline figures of one cycle of the measured workload."""
+    """Headline figures of one cycle of the measured workload.
+
+    ``device_energy_j`` maps each physical device id to its energy in this cycle, so that
+    aggregation can count every device once per cycle too.
+    """
 
     cycle: int
     timestamps: Timestamps
@@ -238,6 +242,7 @@ class CycleMetrics(FrozenModel):
     output_tokens: int
     num_requests: int
     energy_j: float | None = None
+    device_energy_j: dict[str, float] = {}
     output_tokens_per_s: float
     energy_per_output_token_j: float | None = None
     ttft_p50_s: float | None = None
