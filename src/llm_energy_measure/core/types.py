@@ -49,12 +49,15 @@ class SequenceShape:
 class InferenceOutput:
     """What one measured pass over the workload produced.
 
-    ``window`` covers only generation (both edges after a device synchronize); tokenization and
-    traffic waits are outside it.
+    ``window`` is the wall-clock span of the measured pass (both edges after a device
+    synchronize; prompts are tokenized before it opens). ``compute_time_s`` is the sum of the
+    generate calls' durations: it excludes simulated traffic waits, and is the denominator of
+    throughput. Without traffic simulation the two are equal up to loop overhead.
     """
 
     requests: list[RequestRecord]
     window: Timestamps
+    compute_time_s: float
     sequences: list[SequenceShape]
     num_batches: int
     padded_input_tokens: int = 0
