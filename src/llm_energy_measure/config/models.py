@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llm_energy_measure.constants import (
     DEFAULT_BASELINE_DURATION_S,
@@ -25,7 +25,9 @@ from llm_energy_measure.constants import (
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 Precision = Literal["float32", "float16", "bfloat16"]
@@ -205,6 +207,14 @@ class ShardingConfig(_Strict):
 
     strategy: Literal["none", "device_map", "tensor_parallel"] = "none"
     max_memory: dict[str, str] | None = Field(None, description='e.g. {"0": "20GiB"}')
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _device_keys_as_str(cls, value: object) -> object:
+        # YAML reads `0: 20GiB` with an integer key; accept it as device "0".
+        if isinstance(value, dict):
+            return {str(key): size for key, size in value.items()}
+        return value
 
 
 class LaunchConfig(_Strict):

@@ -35,6 +35,9 @@ class LoadedModel:
     tokenizer: Any
     info: ModelInfo
     device: str  # e.g. "cpu", "cuda:0"
+    #: Load-time caveats (e.g. GGUF weights dequantized, pad token set to EOS); the inference
+    #: engine copies them onto every InferenceOutput so they reach the result.
+    warnings: list[MeasurementWarning] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

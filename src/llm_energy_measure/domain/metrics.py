@@ -106,6 +106,35 @@ class InferenceMetrics(FrozenModel):
     itl: LatencyStats | None = None
     e2e: LatencyStats | None = None
 
+    @classmethod
+    def from_requests(
+        cls, requests: Sequence[RequestRecord], inference_time_s: float
+    ) -> InferenceMetrics:
+        """Totals, rates over ``inference_time_s`` and latency stats of the given requests.
+
+        Latency percentiles come from the union of the requests (never averaged percentiles).
+        """
+        input_tokens = sum(r.input_tokens for r in requests)
+        output_tokens = sum(r.output_tokens for r in requests)
+        total = input_tokens + output_tokens
+
+        def rate(x: float) -> float:
+            return x / inference_time_s if inference_time_s > 0 else 0.0
+
+        return cls(
+            num_requests=len(requests),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=total,
+            inference_time_s=inference_time_s,
+            output_tokens_per_s=rate(output_tokens),
+            total_tokens_per_s=rate(total),
+            requests_per_s=rate(len(requests)),
+            ttft=LatencyStats.from_samples([r.ttft_s for r in requests if r.ttft_s is not None]),
+            itl=LatencyStats.from_samples([r.itl_s for r in requests if r.itl_s is not None]),
+            e2e=LatencyStats.from_samples([r.e2e_s for r in requests]),
+        )
+
 
 EnergyMethod = Literal["counter", "sampled_power", "estimate"]
 DeviceKind = Literal["gpu", "cpu", "dram", "system"]
@@ -242,7 +271,7 @@ class CycleMetrics(FrozenModel):
     output_tokens: int
     num_requests: int
     energy_j: float | None = None
-    device_energy_j: dict[str, float] = {}
+    device_energy_j: dict[str, float] = Field(default_factory=dict)
     output_tokens_per_s: float
     energy_per_output_token_j: float | None = None
     ttft_p50_s: float | None = None

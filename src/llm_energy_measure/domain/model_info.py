@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from llm_energy_measure.domain.base import FrozenModel
 
 
@@ -12,7 +14,7 @@ class QuantizationSpec(FrozenModel):
 
     method: Literal["none", "bitsandbytes", "gguf"] = "none"
     bits: int | None = None
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelInfo(FrozenModel):

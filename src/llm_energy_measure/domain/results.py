@@ -109,7 +109,7 @@ class AggregatedResult(FrozenModel):
     compute: ComputeMetrics = ComputeMetrics()
     memory: MemoryStats = MemoryStats()
     processes: tuple[ProcessSummary, ...] = ()
-    cycle_stats: dict[str, MetricStats] = {}
+    cycle_stats: dict[str, MetricStats] = Field(default_factory=dict)
     environment: EnvironmentInfo | None = None
     warnings: tuple[MeasurementWarning, ...] = ()
 

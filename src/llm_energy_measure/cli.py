@@ -1,0 +1,234 @@
+"""Command-line interface: a thin map from commands to library functions.
+
+Every command turns our typed errors into one line on stderr and an exit code (2 for usage and
+configuration mistakes, 1 for runtime failures, 130 when interrupted); ``--verbose`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from llm_energy_measure import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="llm-energy-measure",
+    help="Measure the energy, throughput, latency, FLOPs and memory of LLM inference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Validate and show experiment configs.", no_args_is_help=True)
+results_app = typer.Typer(help="List, show and export stored results.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(results_app, name="results")
+
+_state: dict[str, Any] = {"verbose": 0}
+
+ResultsDirOpt = typer.Option(
+    None, "--results-dir", help="Results directory (default: $LLM_ENERGY_MEASURE_RESULTS_DIR "
+    "or ./results)."
+)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    from llm_energy_measure.exceptions import exit_code_for
+
+    if isinstance(exc, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+    else:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: {message}", err=True)
+    if _state["verbose"]:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    return typer.Exit(exit_code_for(exc))
+
+
+def handle_errors(fn: F) -> F:
+    """Turn our errors (and Ctrl+C) into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from llm_energy_measure.exceptions import LLMBenchError
+
+        try:
+            return fn(*args, **kwargs)
+        except (LLMBenchError, KeyboardInterrupt) as exc:
+            raise _fail(exc) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # an unexpected failure: still one line, traceback on -v
+            raise _fail(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llm-energy-measure {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More detail "
+                                "(debug logs, tracebacks)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """Measure the energy, throughput, latency, FLOPs and memory of LLM inference."""
+    from llm_energy_measure.logging import setup_logging
+
+    _state["verbose"] = verbose
+    setup_logging(verbosity=verbose, quiet=quiet)
+
+
+@app.command()
+@handle_errors
+def run(
+    config: Path = typer.Argument(..., help="Experiment config (YAML or JSON)."),
+    model: str | None = typer.Option(None, "--model", help="Model: Hub id, folder, .gguf file "
+                                     "or builtin:tiny-llama."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Prompts: builtin, synthetic, "
+                                       "a .txt/.jsonl file or a Hugging Face dataset id."),
+    num_prompts: int | None = typer.Option(None, "-n", "--num-prompts", help="Prompts to run."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Prompts per batch."),
+    precision: str | None = typer.Option(None, "--precision", help="float32, float16 or "
+                                         "bfloat16."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens to "
+                                              "generate per prompt."),
+    results_dir: Path | None = ResultsDirOpt,
+    set_: list[str] = typer.Option([], "--set", help="Override any key: --set "
+                                   "decoder.temperature=0.7 (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved plan and a "
+                                 "memory estimate; run nothing."),
+) -> None:
+    """Run an experiment: load, warm up, measure, store and summarise."""
+    from llm_energy_measure import rendering
+    from llm_energy_measure.cli_support import load_run_config
+    from llm_energy_measure.orchestration import run_experiment
+    from llm_energy_measure.orchestration.plan import build_plan
+
+    cfg = load_run_config(
+        config, model=model, dataset=dataset, num_prompts=num_prompts, batch_size=batch_size,
+        precision=precision, max_new_tokens=max_new_tokens, results_dir=results_dir,
+        sets=set_,
+    )
+    if dry_run:
+        rendering.print_plan(build_plan(cfg))
+        return
+    with rendering.progress() as on_progress:
+        result = run_experiment(cfg, results_dir=results_dir, config_path=config,
+                                on_progress=on_progress)
+    rendering.print_summary(result)
+
+
+@app.command()
+@handle_errors
+def aggregate(
+    experiment_id: str | None = typer.Argument(None, help="Experiment to aggregate."),
+    all_: bool = typer.Option(False, "--all", help="Aggregate every experiment not yet "
+                              "aggregated."),
+    force: bool = typer.Option(False, "--force", help="Re-aggregate even if done already."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Accept missing "
+                                       "processes (marked partial)."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Combine the raw per-process results of experiments (late aggregation)."""
+    from llm_energy_measure import rendering
+    from llm_energy_measure.cli_support import aggregate_experiments
+
+    outcomes = aggregate_experiments(
+        results_dir, experiment_id, all_=all_, force=force, allow_partial=allow_partial
+    )
+    rendering.print_aggregate_outcomes(outcomes)
+
+
+@config_app.command("validate")
+@handle_errors
+def config_validate(path: Path = typer.Argument(..., help="Config file.")) -> None:
+    """Check a config; print its warnings. Exit 2 when invalid."""
+    from llm_energy_measure.config import config_hash, config_warnings, load_config
+
+    cfg = load_config(path)
+    for warning in config_warnings(cfg):
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"{path}: valid (config hash {config_hash(cfg)})")
+
+
+@config_app.command("show")
+@handle_errors
+def config_show(
+    path: Path = typer.Argument(..., help="Config file."),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
+) -> None:
+    """Print the resolved config (inheritance and defaults applied)."""
+    from llm_energy_measure import rendering
+    from llm_energy_measure.config import load_config
+
+    rendering.print_config(load_config(path), as_json=as_json)
+
+
+@results_app.command("list")
+@handle_errors
+def results_list(
+    all_: bool = typer.Option(False, "--all", help="Include raw experiments not aggregated."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """List stored experiments, newest first."""
+    from llm_energy_measure import rendering
+    from llm_energy_measure.cli_support import repository
+
+    rendering.print_listing(repository(results_dir), include_raw=all_)
+
+
+@results_app.command("show")
+@handle_errors
+def results_show(
+    experiment_id: str = typer.Argument(..., help="Experiment id."),
+    raw: bool = typer.Option(False, "--raw", help="Show each process's raw result."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Show one experiment's result."""
+    from llm_energy_measure import rendering
+    from llm_energy_measure.cli_support import repository
+
+    rendering.print_result(repository(results_dir), experiment_id, raw=raw, as_json=as_json)
+
+
+@results_app.command("export")
+@handle_errors
+def results_export(
+    experiment_ids: list[str] = typer.Argument(None, help="Experiments (default: all "
+                                               "aggregated)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv, json or parquet."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Export aggregated results to CSV, JSON or Parquet."""
+    from llm_energy_measure.cli_support import export_results
+
+    path, count = export_results(results_dir, experiment_ids or [], fmt, output)
+    typer.echo(f"exported {count} experiment(s) to {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,106 @@
+"""Small adapters between CLI flags and the library (no measuring logic here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_energy_measure.constants import resolve_results_dir
+from llm_energy_measure.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from llm_energy_measure.config.models import ExperimentConfig
+    from llm_energy_measure.orchestration.aggregate import AggregateOutcome
+    from llm_energy_measure.results import FileSystemRepository
+
+
+def dataset_overrides(dataset: str) -> dict[str, Any]:
+    """Map the --dataset flag onto prompts.* keys."""
+    if dataset in ("builtin", "synthetic"):
+        return {"prompts.source": dataset}
+    if dataset.endswith(".jsonl"):
+        return {"prompts.source": "jsonl", "prompts.path": dataset}
+    if dataset.endswith(".txt") or Path(dataset).is_file():
+        return {"prompts.source": "file", "prompts.path": dataset}
+    return {"prompts.source": "huggingface", "prompts.dataset": dataset}
+
+
+def load_run_config(
+    path: Path,
+    *,
+    model: str | None = None,
+    dataset: str | None = None,
+    num_prompts: int | None = None,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    max_new_tokens: int | None = None,
+    results_dir: Path | None = None,
+    sets: list[str] | None = None,
+) -> ExperimentConfig:
+    """Load a config with CLI flags applied on top (flags > --set > file > defaults)."""
+    from llm_energy_measure.config import load_config, parse_overrides
+
+    overrides: dict[str, Any] = dict(parse_overrides(sets or []))
+    flags: dict[str, Any] = {
+        "model.name": model,
+        "prompts.num_prompts": num_prompts,
+        "batching.batch_size": batch_size,
+        "model.precision": precision,
+        "decoder.max_new_tokens": max_new_tokens,
+        "results_dir": str(results_dir) if results_dir is not None else None,
+    }
+    if dataset is not None:
+        overrides.update(dataset_overrides(dataset))
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return load_config(path, overrides=overrides)
+
+
+def repository(results_dir: Path | None) -> FileSystemRepository:
+    """The results store at the resolved results directory."""
+    from llm_energy_measure.results import FileSystemRepository
+
+    return FileSystemRepository(resolve_results_dir(results_dir))
+
+
+def aggregate_experiments(
+    results_dir: Path | None,
+    experiment_id: str | None,
+    *,
+    all_: bool,
+    force: bool,
+    allow_partial: bool,
+) -> list[AggregateOutcome]:
+    """Aggregate one experiment or all of them."""
+    from llm_energy_measure.orchestration.aggregate import aggregate_all, aggregate_one
+
+    if (experiment_id is None) == (not all_):
+        raise ConfigurationError("give an experiment id or --all (not both)")
+    repo = repository(results_dir)
+    if all_:
+        return aggregate_all(repo, force=force, allow_partial=allow_partial)
+    return [aggregate_one(repo, experiment_id or "", force=force, allow_partial=allow_partial)]
+
+
+def export_results(
+    results_dir: Path | None, experiment_ids: list[str], fmt: str, output: Path
+) -> tuple[Path, int]:
+    """Export aggregated results; returns the file written and how many experiments."""
+    from llm_energy_measure.results import export_aggregated
+
+    fmt = fmt.lower()
+    if fmt not in ("csv", "json", "parquet"):
+        raise ConfigurationError(f"--format must be csv, json or parquet, got {fmt!r}")
+    repo = repository(results_dir)
+    ids = experiment_ids or repo.list_aggregated()
+    results = []
+    for exp_id in ids:
+        result = repo.load_aggregated(exp_id)
+        if result is None:
+            raise ConfigurationError(
+                f"experiment {exp_id!r} has no aggregated result; run "
+                f"`llm-energy-measure aggregate {exp_id}` first"
+            )
+        results.append(result)
+    if not results:
+        raise ConfigurationError("no aggregated results to export")
+    return export_aggregated(results, fmt, output), len(results)

@@ -1,0 +1,392 @@
+"""Memory peaks over the measured window and compute efficiency (FLOPs, MFU, MBU).
+
+``ComputeMetricsCollector`` implements ``protocols.MetricsCollector``. Torch is imported only
+inside the functions that touch the GPU, and only when the caller already imported it, so this
+module stays cheap to import.
+
+Definitions (see also ``core.flops``):
+
+- achieved FLOP/s = analytic FLOPs of the workload / ``InferenceOutput.compute_time_s`` (the
+  time spent inside generate calls, the denominator of throughput; the window duration when
+  that is not positive).
+- MFU = achieved FLOP/s / dense peak FLOP/s of the devices holding the model (summed when the
+  model is sharded over several), for the model's compute dtype.
+- MBU = bytes that decoding must read / time / peak memory bandwidth. Bytes = weight bytes x
+  forward passes + KV-cache bytes read by the decode steps. It is a LOWER bound: the forward
+  passes are the fewest any split of the sequences into ``num_batches`` batches needs, the
+  time includes prefill and host overhead, and activations and cache writes are not counted.
+- MFU and MBU are None (never zero) when the device or its peak is unknown, CPUs included.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from llm_energy_measure.core.device_peaks import DevicePeak, lookup_peak, normalize_dtype
+from llm_energy_measure.core.flops import (
+    ArchSpec,
+    PrefillLogits,
+    arch_spec_from_config,
+    arch_spec_from_model_info,
+    decode_layer_keys,
+    estimate_flops,
+)
+from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
+from llm_energy_measure.domain import ComputeMetrics, FlopsResult, MemoryStats, ModelInfo
+from llm_energy_measure.exceptions import ConfigurationError
+
+#: Bytes per element of the KV cache, by compute dtype key.
+_DTYPE_BYTES = {"float32": 4, "tf32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "int8": 1}
+
+PeakLookup = Callable[[str, str], DevicePeak | None]
+GpuNames = Callable[[LoadedModel], list[str]]
+
+
+# --- MFU / MBU -------------------------------------------------------------------------------
+
+
+def min_forward_passes(sequences: Sequence[SequenceShape], num_batches: int) -> int:
+    """Fewest forward passes that generating ``sequences`` in ``num_batches`` batches needs.
+
+    A batch runs as many passes (1 prefill + decode steps) as its longest output. Over every
+    split into ``num_batches`` non-empty batches, the smallest total is the longest output
+    plus the ``num_batches - 1`` shortest (those as singletons, the rest in one batch). It is
+    exact when all outputs have the same length (fixed-length benchmarking).
+    """
+    lengths = sorted(s.output_tokens for s in sequences if s.output_tokens > 0)
+    if not lengths:
+        return 0
+    batches = max(1, min(num_batches, len(lengths)))
+    return lengths[-1] + sum(lengths[: batches - 1])
+
+
+def kv_bytes_per_token_layer(spec: ArchSpec, element_bytes: int) -> int:
+    """Bytes of one token's K and V in one layer's cache."""
+    return 2 * spec.num_kv_heads * spec.head_dim * element_bytes
+
+
+def active_weight_fraction(spec: ArchSpec) -> float:
+    """Fraction of the weights a forward pass must read at least.
+
+    1 for dense models. For mixture-of-experts models the experts a token does not route to
+    need not be read, so the unrouted experts' share of ``num_parameters`` is left out.
+    """
+    if not spec.num_moe_layers or not spec.num_parameters:
+        return 1.0
+    per_expert = (3 if spec.gated_mlp else 2) * spec.hidden_size * spec.expert_intermediate_size
+    unused = spec.num_moe_layers * (spec.num_experts - spec.experts_per_token) * per_expert
+    return max(0.0, 1.0 - unused / spec.num_parameters)
+
+
+def decode_bytes_lower_bound(
+    spec: ArchSpec,
+    sequences: Sequence[SequenceShape],
+    num_batches: int,
+    weight_bytes: int,
+    kv_element_bytes: int | None,
+) -> float:
+    """Bytes generation must read from device memory, at least (see module docstring).
+
+    KV-cache reads are left out when ``kv_element_bytes`` is None or the spec is not analytic,
+    which keeps the figure a lower bound.
+    """
+    passes = min_forward_passes(sequences, num_batches)
+    total = weight_bytes * active_weight_fraction(spec) * passes
+    if kv_element_bytes and spec.analytic:
+        keys = sum(decode_layer_keys(spec, s.input_tokens, s.output_tokens) for s in sequences)
+        total += keys * kv_bytes_per_token_layer(spec, kv_element_bytes)
+    return float(total)
+
+
+def efficiency(
+    flops: FlopsResult,
+    duration_s: float,
+    bytes_read: float | None,
+    peaks: Sequence[DevicePeak | None],
+    device_name: str | None = None,
+) -> ComputeMetrics:
+    """Achieved FLOP/s, MFU and MBU of a workload against the summed peaks of its devices.
+
+    ``peaks`` has one entry per device holding the model; any None (unknown device) leaves
+    MFU and MBU unreported, as does an empty list (CPU). ``bytes_read`` None leaves MBU out.
+    """
+    achieved = flops.total_flops / duration_s if duration_s > 0 else None
+    known = [p for p in peaks if p is not None]
+    all_known = bool(peaks) and len(known) == len(peaks)
+    peak_flops: float | None = None
+    bandwidth: float | None = None
+    if all_known:
+        rates = [p.flops_per_s for p in known]
+        if all(r is not None for r in rates):
+            peak_flops = sum(r for r in rates if r is not None)
+        bandwidth = sum(p.memory_bandwidth_bytes_per_s for p in known)
+    mfu = achieved / peak_flops if achieved is not None and peak_flops else None
+    mbu = None
+    if bytes_read is not None and bandwidth and duration_s > 0:
+        mbu = bytes_read / duration_s / bandwidth
+    return ComputeMetrics(
+        flops=flops,
+        achieved_flops_per_s=achieved,
+        peak_flops_per_s=peak_flops,
+        mfu=mfu,
+        peak_memory_bandwidth_bytes_per_s=bandwidth,
+        mbu=mbu,
+        device_name=device_name,
+    )
+
+
+# --- helpers that look at the loaded model --------------------------------------------------
+
+
+def arch_spec_for(model: Any, info: ModelInfo) -> ArchSpec:
+    """ArchSpec from the model's own config when it has one, else from ModelInfo."""
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "model_type", None):
+        try:
+            return arch_spec_from_config(config, num_parameters=info.num_parameters)
+        except (ConfigurationError, ValueError, TypeError):
+            pass  # a config we cannot read: ModelInfo still gives a (less certain) answer
+    return arch_spec_from_model_info(info)
+
+
+def prefill_logits_mode(model: Any) -> PrefillLogits:
+    """Prefill logits mode: "last" when generate can ask for last-position logits only."""
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    if forward is None:
+        return "last"
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return "last"
+    return "last" if "logits_to_keep" in params else "all"
+
+
+def _torch_if_loaded() -> Any | None:
+    """The torch module if this process already imported it (never imports it)."""
+    return sys.modules.get("torch")
+
+
+def matmul_dtype(dtype: str) -> str:
+    """Dtype key the matmuls run in: float32 becomes tf32 when torch allows TF32 matmuls."""
+    key = normalize_dtype(dtype)
+    torch = _torch_if_loaded()
+    if key == "float32" and torch is not None:
+        try:
+            if torch.backends.cuda.matmul.allow_tf32:
+                return "tf32"
+        except AttributeError:
+            pass
+    return key
+
+
+def cuda_device_names(loaded: LoadedModel) -> list[str]:
+    """Names of the CUDA devices holding the model's parameters; empty on CPU."""
+    if not loaded.device.startswith("cuda"):
+        return []
+    import torch
+
+    indices: set[int] = set()
+    parameters = getattr(loaded.model, "parameters", None)
+    if callable(parameters):
+        for p in parameters():
+            if p.device.type == "cuda":
+                indices.add(p.device.index if p.device.index is not None else 0)
+    if not indices:
+        device = torch.device(loaded.device)
+        indices.add(device.index if device.index is not None else torch.cuda.current_device())
+    return [torch.cuda.get_device_name(i) for i in sorted(indices)]
+
+
+def _describe_devices(names: Sequence[str]) -> str | None:
+    if not names:
+        return None
+    if len(set(names)) == 1:
+        return names[0] if len(names) == 1 else f"{len(names)} x {names[0]}"
+    return " + ".join(names)
+
+
+# --- peak RSS -------------------------------------------------------------------------------
+
+
+def _ru_maxrss_bytes() -> int | None:
+    """Process-lifetime peak RSS from getrusage (KiB on Linux, bytes on macOS)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _current_rss_bytes() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.Process().memory_info().rss)
+
+
+class PeakRssTracker:
+    """Peak resident set size of this process over a window.
+
+    A daemon thread samples the RSS (psutil) every ``interval_s``, plus once at each edge.
+    Sampling can miss a spike shorter than the interval, so the lifetime peak from
+    ``getrusage`` (``ru_maxrss``) is used too: it only grows, so when it grew during the window
+    the new value IS the window's peak, exactly. When it did not grow, the window peak lies
+    below an earlier lifetime peak and the sampled maximum is the best figure available.
+    """
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._peak_sampled: int | None = None
+        self._maxrss_start: int | None = None
+        self._lock = threading.Lock()
+
+    def _sample(self) -> None:
+        rss = _current_rss_bytes()
+        if rss is None:
+            return
+        with self._lock:
+            if self._peak_sampled is None or rss > self._peak_sampled:
+                self._peak_sampled = rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def start(self) -> None:
+        self.stop()
+        self._stop = threading.Event()
+        self._peak_sampled = None
+        self._maxrss_start = _ru_maxrss_bytes()
+        self._sample()
+        if _current_rss_bytes() is not None:
+            self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> int | None:
+        """Stop sampling; peak RSS in bytes over the window (None if nothing measurable)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self._sample()
+        peak = self._peak_sampled
+        maxrss_end = _ru_maxrss_bytes()
+        if (
+            maxrss_end is not None
+            and self._maxrss_start is not None
+            and maxrss_end > self._maxrss_start
+        ):
+            peak = maxrss_end if peak is None else max(peak, maxrss_end)
+        return peak
+
+
+# --- the collector --------------------------------------------------------------------------
+
+
+class ComputeMetricsCollector:
+    """Memory peaks over the measured window and compute efficiency of the workload.
+
+    ``devices`` are the CUDA devices whose peak memory is tracked ("cuda:0", ...). When None,
+    the devices on which this process's caching allocator already holds memory when the window
+    opens (the model is loaded by then) are used; none when torch was never imported or CUDA
+    never initialised. GPU peaks are summed over devices (a sum of per-device peaks, which may
+    occur at different moments). ``model_weights_bytes`` is copied into the MemoryStats
+    (typically ``LoadedModel.info.weight_bytes``). ``peak_lookup`` and ``gpu_names`` are
+    injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_weights_bytes: int | None = None,
+        devices: Sequence[str] | None = None,
+        rss_interval_s: float = 0.05,
+        peak_lookup: PeakLookup = lookup_peak,
+        gpu_names: GpuNames = cuda_device_names,
+    ) -> None:
+        self.model_weights_bytes = model_weights_bytes
+        self._requested_devices = list(devices) if devices is not None else None
+        self._devices: list[str] = []
+        self._rss = PeakRssTracker(rss_interval_s)
+        self._peak_lookup = peak_lookup
+        self._gpu_names = gpu_names
+        self._open = False
+
+    # window ------------------------------------------------------------------------------
+
+    def _cuda_devices(self) -> list[str]:
+        torch = _torch_if_loaded()
+        if torch is None or not torch.cuda.is_available():
+            return []
+        if self._requested_devices is not None:
+            return [d for d in self._requested_devices if d.startswith("cuda")]
+        if not torch.cuda.is_initialized():
+            return []
+        return [
+            f"cuda:{i}"
+            for i in range(torch.cuda.device_count())
+            if torch.cuda.memory_reserved(i) > 0
+        ]
+
+    def start_window(self) -> None:
+        """Reset GPU peak-memory counters (after a synchronize) and start tracking peak RSS."""
+        self._devices = self._cuda_devices()
+        if self._devices:
+            torch = _torch_if_loaded()
+            assert torch is not None
+            for device in self._devices:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+        self._rss.start()
+        self._open = True
+
+    def stop_window(self) -> MemoryStats:
+        """Peaks since ``start_window``: GPU allocated/reserved (bytes, summed), CPU RSS."""
+        if not self._open:
+            raise RuntimeError("stop_window() called without start_window()")
+        self._open = False
+        allocated: int | None = None
+        reserved: int | None = None
+        if self._devices:
+            torch = _torch_if_loaded()
+            assert torch is not None
+            allocated = reserved = 0
+            for device in self._devices:
+                torch.cuda.synchronize(device)
+                allocated += int(torch.cuda.max_memory_allocated(device))
+                reserved += int(torch.cuda.max_memory_reserved(device))
+        return MemoryStats(
+            model_weights_bytes=self.model_weights_bytes,
+            gpu_peak_allocated_bytes=allocated,
+            gpu_peak_reserved_bytes=reserved,
+            cpu_peak_rss_bytes=self._rss.stop(),
+        )
+
+    # compute -----------------------------------------------------------------------------
+
+    def compute(self, loaded: LoadedModel, output: InferenceOutput) -> ComputeMetrics:
+        """FLOPs of the generated sequences, achieved FLOP/s, MFU and MBU (module docstring)."""
+        spec = arch_spec_for(loaded.model, loaded.info)
+        flops = estimate_flops(spec, output.sequences, prefill_logits_mode(loaded.model))
+        duration_s = output.compute_time_s
+        if duration_s <= 0:
+            duration_s = output.window.duration_s
+        names = self._gpu_names(loaded)
+        dtype = matmul_dtype(loaded.info.dtype)
+        peaks = [self._peak_lookup(name, dtype) for name in names]
+        element_bytes = _DTYPE_BYTES.get(normalize_dtype(loaded.info.dtype))
+        bytes_read = decode_bytes_lower_bound(
+            spec, output.sequences, output.num_batches, loaded.info.weight_bytes, element_bytes
+        )
+        return efficiency(flops, duration_s, bytes_read, peaks, _describe_devices(names))

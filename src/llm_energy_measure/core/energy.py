@@ -1,0 +1,194 @@
+"""Energy derivations from a backend reading: baseline split, totals, ratios, emissions.
+
+Pure functions: no hardware access, no codecarbon import. The reading already carries the
+carbon intensity looked up by the backend factory.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from llm_energy_measure.config.models import EnergyConfig
+from llm_energy_measure.constants import (
+    MIN_WINDOW_COUNTER_PERIODS,
+    NVML_COUNTER_UPDATE_PERIOD_S,
+)
+from llm_energy_measure.core.types import EnergyReading
+from llm_energy_measure.domain import (
+    DeviceEnergy,
+    EnergyMetrics,
+    MeasurementWarning,
+    UtilisationSample,
+)
+
+J_PER_KWH = 3.6e6
+#: Shortest window (s) for which NVML energy counter deltas are trusted.
+MIN_COUNTER_WINDOW_S = MIN_WINDOW_COUNTER_PERIODS * NVML_COUNTER_UPDATE_PERIOD_S
+
+
+def split_baseline(
+    device: DeviceEnergy, baseline_power_w: float | None
+) -> tuple[DeviceEnergy, bool]:
+    """The device figure with static/dynamic energy filled in, and whether it was clamped.
+
+    static_j = baseline_w x the device's own window (duration_s); dynamic_j = energy_j -
+    static_j, clamped at 0 (and ``dynamic_clamped``) when the device drew less than its idle
+    power. Without a baseline the device is returned unchanged.
+    """
+    if baseline_power_w is None:
+        return device, False
+    static_j = baseline_power_w * device.duration_s
+    dynamic_j = device.energy_j - static_j
+    clamped = dynamic_j < 0
+    updated = device.model_copy(
+        update={
+            "baseline_power_w": baseline_power_w,
+            "static_energy_j": static_j,
+            "dynamic_energy_j": max(0.0, dynamic_j),
+            "dynamic_clamped": clamped,
+        }
+    )
+    return updated, clamped
+
+
+def peak_total_power_w(samples: Iterable[UtilisationSample]) -> float | None:
+    """Peak of the summed sampled power of all devices ticked together (W).
+
+    Samples of one sampler tick share ``t_s``; the power of each tick is summed and the
+    highest sum returned. None without power samples (e.g. CPU-only hosts).
+    """
+    per_tick: dict[float, float] = defaultdict(float)
+    for sample in samples:
+        if sample.power_w is not None:
+            per_tick[sample.t_s] += sample.power_w
+    return max(per_tick.values()) if per_tick else None
+
+
+def _device_peak(device: DeviceEnergy, samples: Sequence[UtilisationSample]) -> DeviceEnergy:
+    if device.peak_power_w is not None:
+        return device
+    powers = [
+        s.power_w for s in samples if s.device_id == device.device_id and s.power_w is not None
+    ]
+    if not powers:
+        return device
+    return device.model_copy(update={"peak_power_w": max(powers)})
+
+
+def build_energy_metrics(
+    reading: EnergyReading,
+    *,
+    baseline_power_w: dict[str, float] | None,
+    window_s: float,
+    output_tokens: int,
+    num_requests: int,
+    config: EnergyConfig,
+) -> tuple[EnergyMetrics | None, list[MeasurementWarning]]:
+    """Energy metrics of one measured window, and every energy warning.
+
+    - Per device: static = baseline power x device window, dynamic = energy - static,
+      clamped at 0 with ``dynamic_clamped`` and a ``negative_dynamic_energy`` warning.
+    - Totals: total_energy_j sums every device; gpu/cpu/ram by kind. static/dynamic totals
+      are None unless every device has a baseline (``partial_baseline`` warning otherwise).
+    - mean_power_w = total / window_s; peak_power_w = highest summed sampled power.
+    - Ratios use the total energy: J per output token, J per request, output tokens per J.
+    - emissions_g = total kWh x carbon intensity (g/kWh) x PUE; the intensity is
+      energy.carbon_intensity_g_per_kwh if set, else the reading's lookup, else None.
+    - ``short_window`` when window_s is below MIN_COUNTER_WINDOW_S and a GPU energy counter
+      was used (the NVML counter updates about every 100 ms).
+
+    Returns (None, warnings) when the reading has no device (null backend); the returned
+    warnings always include the reading's own.
+    """
+    warnings = list(reading.warnings)
+    if not reading.devices:
+        return None, warnings
+    baselines = baseline_power_w or {}
+    devices: list[DeviceEnergy] = []
+    clamped_ids: list[str] = []
+    for raw in reading.devices:
+        device, clamped = split_baseline(raw, baselines.get(raw.device_id))
+        devices.append(_device_peak(device, reading.timeseries))
+        if clamped:
+            clamped_ids.append(device.device_id)
+    if clamped_ids:
+        warnings.append(
+            MeasurementWarning(
+                code="negative_dynamic_energy",
+                message=(
+                    "energy over the window was below idle baseline x window for "
+                    f"{', '.join(clamped_ids)}; dynamic energy clamped to 0 (baseline drifted "
+                    "or was measured while the device was busy)"
+                ),
+            )
+        )
+    total_j = sum(d.energy_j for d in devices)
+    by_kind: dict[str, float] = defaultdict(float)
+    for device in devices:
+        by_kind[device.kind] += device.energy_j
+
+    without_baseline = [d.device_id for d in devices if d.static_energy_j is None]
+    static_j: float | None = None
+    dynamic_j: float | None = None
+    if not without_baseline:
+        static_j = sum(d.static_energy_j or 0.0 for d in devices)
+        dynamic_j = sum(d.dynamic_energy_j or 0.0 for d in devices)
+    elif baseline_power_w:
+        warnings.append(
+            MeasurementWarning(
+                code="partial_baseline",
+                message=(
+                    f"no idle baseline for {', '.join(without_baseline)}: static/dynamic totals "
+                    "are not reported (per-device figures are)"
+                ),
+            )
+        )
+
+    uses_gpu_counter = any(d.kind == "gpu" and d.method == "counter" for d in devices)
+    if uses_gpu_counter and window_s < MIN_COUNTER_WINDOW_S:
+        warnings.append(
+            MeasurementWarning(
+                code="short_window",
+                message=(
+                    f"measured window of {window_s:.3f} s is shorter than "
+                    f"{MIN_COUNTER_WINDOW_S:.1f} s ({MIN_WINDOW_COUNTER_PERIODS} updates of the "
+                    "GPU energy counter): GPU energy is unreliable; measure more prompts or "
+                    "cycles"
+                ),
+            )
+        )
+
+    if config.carbon_intensity_g_per_kwh is not None:
+        intensity: float | None = config.carbon_intensity_g_per_kwh
+        intensity_source: str | None = "energy.carbon_intensity_g_per_kwh"
+    else:
+        intensity = reading.carbon_intensity_g_per_kwh
+        intensity_source = reading.carbon_intensity_source if intensity is not None else None
+    emissions_g = (
+        total_j / J_PER_KWH * intensity * config.pue if intensity is not None else None
+    )
+
+    metrics = EnergyMetrics(
+        devices=tuple(devices),
+        backend=reading.backend,
+        total_energy_j=total_j,
+        gpu_energy_j=by_kind["gpu"],
+        cpu_energy_j=by_kind["cpu"],
+        ram_energy_j=by_kind["dram"],
+        static_energy_j=static_j,
+        dynamic_energy_j=dynamic_j,
+        estimated=any(d.estimated for d in devices),
+        methods=tuple(sorted({d.method for d in devices})),
+        duration_s=window_s,
+        mean_power_w=total_j / window_s if window_s > 0 else None,
+        peak_power_w=peak_total_power_w(reading.timeseries),
+        energy_per_output_token_j=total_j / output_tokens if output_tokens > 0 else None,
+        energy_per_request_j=total_j / num_requests if num_requests > 0 else None,
+        output_tokens_per_j=output_tokens / total_j if total_j > 0 else None,
+        emissions_g=emissions_g,
+        carbon_intensity_g_per_kwh=intensity,
+        carbon_intensity_source=intensity_source,
+        pue=config.pue,
+    )
+    return metrics, warnings

@@ -1,0 +1,274 @@
+"""The measured pass: batched ``generate`` calls with per-request tokens and latencies.
+
+Window (``InferenceOutput.window``): opens after every batch is tokenized and moved to the
+device, closes after the last batch; both edges follow a device synchronize. Compute time
+(``compute_time_s``): the sum of the generate calls' durations, each bracketed by a
+synchronize; simulated traffic waits sit inside the window but outside compute time.
+
+Per request: input tokens = attention-mask sum of its row (no padding); output tokens = tokens
+generated up to and including the first EOS (nothing after it); TTFT, ITL and end-to-end
+latency from per-step timestamps recorded after every decoding step (see ``core.timing``).
+Submission is the start of the request's generate call, or its simulated arrival in traffic
+mode (earlier when it waited for its batch).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from llm_energy_measure.core.generation import eos_token_ids, generation_kwargs, new_token_limits
+from llm_energy_measure.core.timing import (
+    arrival_times,
+    count_output_tokens,
+    latencies,
+    make_step_recorder,
+    synchronize,
+)
+from llm_energy_measure.core.types import InferenceOutput, LoadedModel, Prompt, SequenceShape
+from llm_energy_measure.domain import MeasurementWarning, RequestRecord, Timestamps
+from llm_energy_measure.exceptions import InferenceError
+
+if TYPE_CHECKING:
+    from llm_energy_measure.config.models import ExperimentConfig
+
+_COMPILED_ATTR = "_llm_energy_measure_compiled"
+
+
+@dataclass
+class _Batch:
+    prompts: list[Prompt]
+    inputs: Any  # BatchEncoding on the model's input device
+    max_new_tokens: int
+    min_new_tokens: int
+
+
+def _input_device(loaded: LoadedModel) -> Any:
+    """Where input tensors go: the loaded device, or the model's first device when sharded."""
+    if loaded.device == "auto":
+        return loaded.model.device
+    return loaded.device
+
+
+def _compile_once(model: Any) -> MeasurementWarning:
+    """Compile ``model.forward`` with torch.compile (only the first time it is asked)."""
+    import torch
+
+    if not getattr(model, _COMPILED_ATTR, False):
+        model.forward = torch.compile(model.forward)
+        setattr(model, _COMPILED_ATTR, True)
+        logger.info("model.forward compiled with torch.compile")
+    return MeasurementWarning(
+        code="torch_compile", severity="info",
+        message="model.forward runs under torch.compile; compilation happens in the first "
+                "(warm-up) calls, outside the measured window when warm-up runs",
+    )
+
+
+def _prepare_batches(
+    loaded: LoadedModel, prompts: Sequence[Prompt], config: ExperimentConfig
+) -> tuple[list[_Batch], list[MeasurementWarning]]:
+    """Group and tokenize every batch before the window opens (left padding)."""
+    from llm_energy_measure.core.batching import plan_batches
+    from llm_energy_measure.core.prompts import count_tokens
+
+    tokenizer = loaded.tokenizer
+    counts = count_tokens([p.text for p in prompts], tokenizer)
+    plan = plan_batches(prompts, counts, config.batching)
+    device = _input_device(loaded)
+    batches: list[_Batch] = []
+    mixed_targets = 0
+    for group in plan.batches:
+        encoded = tokenizer([p.text for p in group], return_tensors="pt", padding=True)
+        max_new, min_new = new_token_limits(group, config.decoder)
+        targets = {p.target_output_tokens for p in group}
+        if len(targets) > 1:
+            mixed_targets += 1
+        batches.append(_Batch(list(group), encoded.to(device), max_new, min_new))
+    warnings = list(plan.warnings)
+    if mixed_targets:
+        warnings.append(MeasurementWarning(
+            code="mixed_output_targets",
+            message=f"{mixed_targets} batch(es) mixed prompts with different target output "
+                    "lengths: every sequence of such a batch generated the batch's largest "
+                    "target (and is counted as such)"))
+    return batches, warnings
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _generate(model: Any, batch: _Batch, kwargs: dict[str, Any], recorder: Any) -> Any:
+    from transformers import StoppingCriteriaList
+
+    try:
+        return model.generate(
+            **batch.inputs,
+            **kwargs,
+            max_new_tokens=batch.max_new_tokens,
+            min_new_tokens=batch.min_new_tokens or None,
+            stopping_criteria=StoppingCriteriaList([recorder]),
+        )
+    except Exception as exc:
+        size = len(batch.prompts)
+        if _is_oom(exc):
+            raise InferenceError(
+                f"out of memory during generate with a batch of {size} prompt(s) "
+                f"(max_new_tokens {batch.max_new_tokens}): lower batching.batch_size or "
+                "decoder.max_new_tokens, use batching.strategy: token_budget, or a lower "
+                "model.precision / quantization"
+            ) from exc
+        raise InferenceError(
+            f"generate failed on a batch of {size} prompt(s): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def run_inference(
+    loaded: LoadedModel,
+    prompts: Sequence[Prompt],
+    config: ExperimentConfig,
+    *,
+    cycle: int = 0,
+    on_batch_done: Callable[[int], None] | None = None,
+    arrival_times_s: Sequence[float] | None = None,
+) -> InferenceOutput:
+    """Run ``prompts`` through ``loaded.model.generate`` in batches and measure each request.
+
+    ``cycle`` seeds sampling (``config.seed + cycle``; negative cycles, used for warm-up, use
+    ``config.seed``) and labels the requests. ``on_batch_done(n)`` is called after each batch
+    with the number of requests finished so far in this call. ``arrival_times_s`` (seconds
+    after the window opens, aligned with ``prompts``) overrides the arrivals that
+    ``config.traffic`` would simulate; with either, each batch waits (sleeps) until its last
+    request has arrived. Times in the returned RequestRecords are relative to the window start.
+    """
+    import torch
+
+    if not prompts:
+        raise InferenceError("no prompts to run: the workload of this process is empty")
+    if arrival_times_s is not None and len(arrival_times_s) != len(prompts):
+        raise InferenceError(
+            f"{len(arrival_times_s)} arrival times for {len(prompts)} prompts: they must align"
+        )
+    model, tokenizer = loaded.model, loaded.tokenizer
+    warnings: list[MeasurementWarning] = list(loaded.warnings)
+    if config.inference.torch_compile:
+        warnings.append(_compile_once(model))
+    batches, batch_warnings = _prepare_batches(loaded, prompts, config)
+    warnings.extend(batch_warnings)
+
+    arrivals: dict[int, float] | None = None
+    if arrival_times_s is None and config.traffic.enabled:
+        arrival_times_s = arrival_times(len(prompts), config.traffic, config.seed)
+    if arrival_times_s is not None:
+        arrivals = {p.request_id: float(t) for p, t in zip(prompts, arrival_times_s, strict=True)}
+
+    eos_ids = eos_token_ids(model, tokenizer)
+    base_kwargs = generation_kwargs(
+        config.decoder, config.inference, pad_token_id=tokenizer.pad_token_id, eos_ids=eos_ids
+    )
+    torch.manual_seed(config.seed + cycle if cycle >= 0 else config.seed)
+
+    measured: list[tuple[RequestRecord, SequenceShape]] = []
+    padded_input_tokens = 0
+    compute_time_s = 0.0
+    done = 0
+
+    synchronize(loaded.device)
+    window_start = time.time()
+    t0 = time.perf_counter()
+    for batch in batches:
+        if arrivals is not None:
+            last_arrival_s = max(arrivals[p.request_id] for p in batch.prompts)
+            wait_s = t0 + last_arrival_s - time.perf_counter()
+            if wait_s > 0:
+                time.sleep(wait_s)  # simulated traffic: inside the window, outside compute
+        recorder = make_step_recorder(loaded.device)
+        synchronize(loaded.device)
+        start = time.perf_counter()
+        output_ids = _generate(model, batch, base_kwargs, recorder)
+        synchronize(loaded.device)
+        compute_time_s += time.perf_counter() - start
+
+        padded_input_tokens += int(batch.inputs["input_ids"].numel())
+        submitted = (
+            [t0 + arrivals[p.request_id] for p in batch.prompts]
+            if arrivals is not None else [start] * len(batch.prompts)
+        )
+        measured.extend(_measure_rows(
+            batch, output_ids, recorder.times_s, submitted, t0, eos_ids, tokenizer,
+            cycle=cycle, save_text=config.inference.save_outputs,
+        ))
+        done += len(batch.prompts)
+        if on_batch_done is not None:
+            on_batch_done(done)
+    synchronize(loaded.device)
+    t1 = time.perf_counter()
+    window_end = time.time()
+
+    measured.sort(key=lambda pair: pair[0].request_id)
+    return InferenceOutput(
+        requests=[record for record, _ in measured],
+        window=Timestamps(start=window_start, end=window_end, duration_s=t1 - t0),
+        compute_time_s=compute_time_s,
+        sequences=[shape for _, shape in measured],
+        num_batches=len(batches),
+        padded_input_tokens=padded_input_tokens,
+        warnings=warnings,
+    )
+
+
+def _measure_rows(
+    batch: _Batch,
+    output_ids: Any,
+    step_times_s: Sequence[float],
+    submitted: Sequence[float],
+    t0: float,
+    eos_ids: Sequence[int],
+    tokenizer: Any,
+    *,
+    cycle: int,
+    save_text: bool,
+) -> list[tuple[RequestRecord, SequenceShape]]:
+    """Tokens and latencies of each row of one finished batch (times on the perf clock)."""
+    prompt_len = int(batch.inputs["input_ids"].shape[1])
+    generated: list[list[int]] = output_ids[:, prompt_len:].tolist()
+    real_inputs: list[int] = batch.inputs["attention_mask"].sum(dim=1).tolist()
+    # Steps beyond the kept tokens (a look-ahead step undone by generate) are ignored.
+    steps_s = list(step_times_s[: len(generated[0])])
+    rows: list[tuple[RequestRecord, SequenceShape]] = []
+    for row, prompt in enumerate(batch.prompts):
+        n_out = count_output_tokens(generated[row], eos_ids)
+        ttft, itl, e2e = latencies(steps_s, n_out, submitted[row])
+        text = (
+            tokenizer.decode(generated[row][:n_out], skip_special_tokens=True)
+            if save_text else None
+        )
+        record = RequestRecord(
+            request_id=prompt.request_id, cycle=cycle,
+            input_tokens=int(real_inputs[row]), output_tokens=n_out,
+            submitted_s=submitted[row] - t0, ttft_s=ttft, itl_s=itl, e2e_s=e2e,
+            output_text=text,
+        )
+        rows.append((record, SequenceShape(int(real_inputs[row]), n_out)))
+    return rows
+
+
+class TransformersEngine:
+    """InferenceEngine on transformers ``generate`` (see ``run_inference``)."""
+
+    def run(
+        self,
+        loaded: LoadedModel,
+        prompts: Sequence[Prompt],
+        config: ExperimentConfig,
+        *,
+        cycle: int = 0,
+        on_batch_done: Callable[[int], None] | None = None,
+    ) -> InferenceOutput:
+        """Measure one pass over ``prompts``; see ``run_inference``."""
+        return run_inference(loaded, prompts, config, cycle=cycle, on_batch_done=on_batch_done)

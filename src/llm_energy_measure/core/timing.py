@@ -1,0 +1,111 @@
+"""Clocks of the measured window: device synchronisation, per-step timestamps, arrivals.
+
+All durations are seconds from ``time.perf_counter`` (monotonic); wall-clock epoch seconds
+come from ``time.time`` and are only used for window edges comparable across hosts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from llm_energy_measure.config.models import TrafficConfig
+
+
+def uses_cuda(device: str) -> bool:
+    """True when ``device`` ("cpu", "cuda:N", "auto") may place work on a CUDA GPU."""
+    return device.startswith("cuda") or device == "auto"
+
+
+def synchronize(device: str) -> None:
+    """Wait until all queued GPU work is done (every visible GPU); no-op on CPU.
+
+    Called before any clock read that bounds GPU work, so the clock measures finished work.
+    """
+    if not uses_cuda(device):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    if device == "auto":
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.synchronize(index)
+    else:
+        torch.cuda.synchronize(device)
+
+
+def make_step_recorder(device: str) -> Any:
+    """A ``transformers.StoppingCriteria`` that records a timestamp after every decoding step.
+
+    ``generate`` calls stopping criteria once per generated token, after the token was chosen;
+    the recorder synchronises the device and appends ``time.perf_counter()`` to ``times_s``.
+    It never stops generation. ``times_s[j]`` is when token ``j`` (0-based) of the batch was
+    available; entries beyond the number of tokens kept in the output (a look-ahead step that
+    ``generate`` undid) must be ignored by the caller.
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    class StepRecorder(StoppingCriteria):
+        def __init__(self) -> None:
+            self.times_s: list[float] = []
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            synchronize(device)
+            self.times_s.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StepRecorder()
+
+
+def arrival_times(count: int, traffic: TrafficConfig, seed: int) -> list[float]:
+    """Simulated arrival times (seconds after the window opens) of ``count`` requests.
+
+    The first request arrives at 0. Later gaps are exponential with mean ``1 / rate_per_s``
+    (``poisson``) or exactly ``1 / rate_per_s`` (``constant``). Seeded from ``seed`` so every
+    cycle of an experiment replays the same arrivals.
+    """
+    rng = random.Random(seed)
+    gap_s = 1.0 / traffic.rate_per_s
+    times: list[float] = []
+    t_s = 0.0
+    for i in range(count):
+        if i > 0:
+            t_s += rng.expovariate(traffic.rate_per_s) if traffic.mode == "poisson" else gap_s
+        times.append(t_s)
+    return times
+
+
+def latencies(
+    step_times_s: Sequence[float], num_tokens: int, submitted_s: float
+) -> tuple[float | None, float | None, float]:
+    """TTFT, ITL and end-to-end latency of one sequence, in seconds.
+
+    ``step_times_s`` are the batch's per-step clock readings, ``num_tokens`` the tokens this
+    sequence generated (its first ``num_tokens`` steps), ``submitted_s`` its submission time on
+    the same clock. TTFT = first step - submission; ITL = mean gap between the sequence's
+    consecutive steps (None with fewer than 2 tokens); e2e = its last step - submission.
+    With no token, TTFT and ITL are None and e2e is 0.
+    """
+    if num_tokens <= 0:
+        return None, None, 0.0
+    first = step_times_s[0]
+    last = step_times_s[num_tokens - 1]
+    itl = (last - first) / (num_tokens - 1) if num_tokens >= 2 else None
+    return first - submitted_s, itl, last - submitted_s
+
+
+def count_output_tokens(generated: Sequence[int], eos_token_ids: Sequence[int]) -> int:
+    """Tokens a sequence really generated: up to and including its first EOS.
+
+    ``generated`` is the row's generated part only (no prompt). Padding written after EOS by
+    batched generation is never counted, also when the pad token equals EOS.
+    """
+    eos = set(eos_token_ids)
+    for index, token in enumerate(generated):
+        if token in eos:
+            return index + 1
+    return len(generated)

@@ -1,0 +1,72 @@
+"""Snapshot of the machine a result was measured on (read-only)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from llm_energy_measure.domain import EnvironmentInfo
+
+
+def _pkg_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _total_memory_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:  # pragma: no cover - psutil is a run dependency
+        return None
+
+
+def collect_environment(energy_counters: tuple[str, ...] = ()) -> EnvironmentInfo:
+    """Devices, driver, CUDA, library versions, CPU and OS. Never changes any setting.
+
+    ``energy_counters`` names the hardware counters the energy backend used.
+    """
+    from llm_energy_measure.core.devices import (
+        cpu_model_name,
+        cuda_driver_version,
+        driver_version,
+        get_gpus,
+        gpu_infos,
+    )
+
+    cuda_version: str | None = None
+    try:
+        import torch
+
+        cuda_version = torch.version.cuda
+    except ImportError:  # pragma: no cover
+        pass
+    gpus = get_gpus()
+    try:
+        infos = gpu_infos(gpus)
+        driver = driver_version(gpus)
+        cuda_driver = cuda_driver_version(gpus)
+    finally:
+        gpus.close()
+    return EnvironmentInfo(
+        hostname=socket.gethostname(),
+        os=f"{platform.system()} {platform.release()}",
+        python_version=sys.version.split()[0],
+        package_version=_pkg_version("llm-energy-measure") or "unknown",
+        cpu_model=cpu_model_name(),
+        cpu_count=os.cpu_count(),
+        total_memory_bytes=_total_memory_bytes(),
+        torch_version=_pkg_version("torch"),
+        transformers_version=_pkg_version("transformers"),
+        accelerate_version=_pkg_version("accelerate"),
+        cuda_version=cuda_version or cuda_driver,
+        driver_version=driver,
+        gpus=infos,
+        energy_counters=energy_counters,
+    )

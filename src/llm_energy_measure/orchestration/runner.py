@@ -1,0 +1,259 @@
+"""The experiment lifecycle: load, baseline, warm-up, measured cycles, result.
+
+The orchestrator receives its collaborators through the Protocols, so each can be replaced
+(in tests by fakes of our own interfaces, in other deployments by other engines).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from llm_energy_measure.config import config_hash
+from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.core.types import EnergyReading, InferenceOutput, LoadedModel, Prompt
+from llm_energy_measure.domain import (
+    CycleMetrics,
+    EnergyMetrics,
+    EnvironmentInfo,
+    InferenceMetrics,
+    MeasurementWarning,
+    MemoryStats,
+    RawProcessResult,
+)
+from llm_energy_measure.exceptions import LLMBenchError
+from llm_energy_measure.orchestration.cycles import (
+    combine_outputs,
+    combine_readings,
+    cycle_metrics,
+    peak_memory,
+)
+from llm_energy_measure.orchestration.lifecycle import (
+    WarmupResult,
+    cleanup_on_exit,
+    release_model,
+    run_warmup,
+)
+from llm_energy_measure.protocols import (
+    EnergyBackend,
+    InferenceEngine,
+    MetricsCollector,
+    ModelLoader,
+    ResultsRepository,
+)
+from llm_energy_measure.security import redact_secrets
+
+PromptSource = Callable[[ExperimentConfig, LoadedModel], tuple[list[Prompt], list[str]]]
+EnergyBuilder = Callable[..., tuple[EnergyMetrics | None, list[MeasurementWarning]]]
+
+
+@dataclass
+class ProcessContext:
+    """Where this process sits in a (possibly multi-process) experiment."""
+
+    process_index: int = 0
+    num_processes: int = 1
+    local_rank: int = 0
+    hostname: str = field(default_factory=socket.gethostname)
+
+    @property
+    def is_host_leader(self) -> bool:
+        """Local rank 0 measures the host-level domains (CPU package, DRAM) of its host."""
+        return self.local_rank == 0
+
+
+@dataclass
+class Collaborators:
+    """Everything the orchestrator calls out to."""
+
+    loader: ModelLoader
+    engine: InferenceEngine
+    energy_backend: Callable[[ExperimentConfig, ProcessContext], EnergyBackend]
+    metrics: MetricsCollector
+    repository: ResultsRepository
+    prompts: PromptSource
+    energy_builder: EnergyBuilder
+    environment: Callable[[tuple[str, ...]], EnvironmentInfo]
+
+
+class ExperimentOrchestrator:
+    """Runs one process's share of an experiment and stores its raw result."""
+
+    def __init__(
+        self,
+        collaborators: Collaborators,
+        context: ProcessContext | None = None,
+        *,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.c = collaborators
+        self.ctx = context or ProcessContext()
+        self._progress = on_progress
+
+    def _report(self, stage: str, done: int = 0, total: int = 0) -> None:
+        if self._progress is not None:
+            self._progress(stage, done, total)
+
+    def run(self, config: ExperimentConfig, experiment_id: str) -> RawProcessResult:
+        """Measure the workload and save this process's raw result (returned)."""
+        loaded: LoadedModel | None = None
+        backend: EnergyBackend | None = None
+
+        def close_backend() -> None:
+            if backend is not None:
+                backend.close()
+
+        with cleanup_on_exit(close_backend, lambda: release_model(loaded)):
+            self._report("loading model")
+            loaded = self.c.loader.load(config)
+            prompts, prompt_notes = self.c.prompts(config, loaded)
+            if not prompts:
+                raise LLMBenchError("this process received no prompts to measure")
+            backend = self.c.energy_backend(config, self.ctx)
+            baseline: dict[str, float] | None = None
+            if config.energy.baseline.enabled:
+                self._report("measuring idle baseline")
+                baseline = backend.measure_baseline(config.energy.baseline.duration_s)
+            self._report("warming up")
+            warm = run_warmup(self.c.engine, loaded, prompts, config)
+            outputs, readings, cycles = self._measure(config, loaded, prompts, backend, baseline)
+            return self._finish(
+                config, experiment_id, loaded, warm, outputs, readings, cycles, baseline,
+                prompt_notes,
+            )
+
+    def _measure(
+        self,
+        config: ExperimentConfig,
+        loaded: LoadedModel,
+        prompts: Sequence[Prompt],
+        backend: EnergyBackend,
+        baseline: dict[str, float] | None,
+    ) -> tuple[list[InferenceOutput], list[EnergyReading], list[CycleMetrics]]:
+        self._memories: list[MemoryStats] = []
+        outputs: list[InferenceOutput] = []
+        readings: list[EnergyReading] = []
+        cycles: list[CycleMetrics] = []
+        total = len(prompts) * config.cycles
+        for cycle in range(config.cycles):
+            done_before = cycle * len(prompts)
+
+            def on_batch(n: int, base: int = done_before) -> None:
+                self._report("measuring", base + n, total)
+
+            self.c.metrics.start_window()
+            backend.start()
+            try:
+                output = self.c.engine.run(
+                    loaded, prompts, config, cycle=cycle, on_batch_done=on_batch
+                )
+            finally:
+                reading = backend.stop()
+                memory = self.c.metrics.stop_window()
+            self._memories.append(memory)
+            energy, _ = self.c.energy_builder(
+                reading,
+                baseline_power_w=baseline,
+                window_s=output.window.duration_s,
+                output_tokens=output.output_tokens,
+                num_requests=len(output.requests),
+                config=config.energy,
+            )
+            outputs.append(output)
+            readings.append(reading)
+            cycles.append(cycle_metrics(cycle, output, energy))
+        return outputs, readings, cycles
+
+    def _finish(
+        self,
+        config: ExperimentConfig,
+        experiment_id: str,
+        loaded: LoadedModel,
+        warm: WarmupResult,
+        outputs: list[InferenceOutput],
+        readings: list[EnergyReading],
+        cycles: list[CycleMetrics],
+        baseline: dict[str, float] | None,
+        prompt_notes: list[str],
+    ) -> RawProcessResult:
+        combined = combine_outputs(outputs)
+        reading = combine_readings(readings)
+        energy, energy_warnings = self.c.energy_builder(
+            reading,
+            baseline_power_w=baseline,
+            window_s=combined.window.duration_s,
+            output_tokens=combined.output_tokens,
+            num_requests=len(combined.requests),
+            config=config.energy,
+        )
+        inference = InferenceMetrics.from_requests(combined.requests, combined.compute_time_s)
+        compute = self.c.metrics.compute(loaded, combined)
+        memory = peak_memory(self._memories).model_copy(
+            update={"model_weights_bytes": loaded.info.weight_bytes}
+        )
+        warnings = self._warnings(loaded, combined, reading, energy_warnings, prompt_notes, warm)
+        devices = energy.devices if energy is not None else ()
+        counters = tuple(sorted({d.source for d in devices if d.method == "counter"}))
+        raw = RawProcessResult(
+            experiment_id=experiment_id,
+            process_index=self.ctx.process_index,
+            num_processes=self.ctx.num_processes,
+            local_rank=self.ctx.local_rank,
+            hostname=self.ctx.hostname,
+            config_name=config.config_name,
+            config_hash=config_hash(config),
+            effective_config=redact_secrets(config.model_dump(mode="json")),
+            model=loaded.info,
+            timestamps=combined.window,
+            inference=inference,
+            requests=tuple(combined.requests),
+            energy=energy,
+            compute=compute,
+            memory=memory,
+            cycles=tuple(cycles),
+            timeseries=tuple(reading.timeseries) if config.energy.save_timeseries else (),
+            warmup_runs=warm.runs,
+            warmup_converged=warm.converged,
+            seed=config.seed,
+            environment=self.c.environment(counters),
+            warnings=tuple(warnings),
+        )
+        self.c.repository.save_raw(raw)
+        logger.info(
+            f"process {self.ctx.process_index}: {inference.output_tokens} output tokens in "
+            f"{inference.inference_time_s:.3f} s"
+        )
+        return raw
+
+    def _warnings(
+        self,
+        loaded: LoadedModel,
+        output: InferenceOutput,
+        reading: EnergyReading,
+        energy_warnings: list[MeasurementWarning],
+        prompt_notes: list[str],
+        warm: WarmupResult,
+    ) -> list[MeasurementWarning]:
+        idx = self.ctx.process_index
+        found: list[MeasurementWarning] = []
+        if loaded.info.random_weights:
+            found.append(MeasurementWarning(
+                code="random_weights", severity="info",
+                message=f"model {loaded.info.name} has random weights: timings and energy are "
+                        "real, generated text is meaningless"))
+        found.extend(MeasurementWarning(code="prompts", severity="info", message=note)
+                     for note in prompt_notes)
+        if warm.converged is False:
+            found.append(MeasurementWarning(
+                code="warmup_not_converged",
+                message=f"warm-up did not converge in {warm.runs} runs"))
+        found.extend(output.warnings)
+        found.extend(reading.warnings)
+        found.extend(energy_warnings)
+        unique: dict[tuple[str, str], MeasurementWarning] = {}
+        for w in found:
+            unique.setdefault((w.code, w.message), w.model_copy(update={"process_index": idx}))
+        return list(unique.values())

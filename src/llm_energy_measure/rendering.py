@@ -1,0 +1,191 @@
+"""What the CLI prints: summaries, listings, plans. Formatting only, no measuring."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from llm_energy_measure.textable import format_pairs, format_table, si
+
+if TYPE_CHECKING:
+    from llm_energy_measure.config.models import ExperimentConfig
+    from llm_energy_measure.domain import AggregatedResult, LatencyStats, RawProcessResult
+    from llm_energy_measure.orchestration.aggregate import AggregateOutcome
+    from llm_energy_measure.results import FileSystemRepository
+
+
+def _ms(stats: LatencyStats | None, field: str) -> str:
+    if stats is None:
+        return "n/a"
+    return f"{getattr(stats, field) * 1000:.2f} ms"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a (device peak unknown)" if x is None else f"{x * 100:.2f} %"
+
+
+def _bytes(n: int | None) -> str:
+    return "n/a" if n is None else si(float(n), "B")
+
+
+def summary_pairs(result: AggregatedResult | RawProcessResult) -> list[tuple[str, object]]:
+    """Headline figures of a result as (label, value) rows."""
+    inf = result.inference
+    pairs: list[tuple[str, object]] = [
+        ("experiment", result.experiment_id),
+        ("model", f"{result.model.name} ({result.model.dtype}, "
+                  f"{si(result.model.num_parameters, 'params')})"),
+        ("requests", inf.num_requests),
+        ("tokens in / out", f"{inf.input_tokens} / {inf.output_tokens}"),
+        ("inference time", f"{inf.inference_time_s:.3f} s"),
+        ("throughput", f"{inf.output_tokens_per_s:.2f} out tok/s, "
+                       f"{inf.total_tokens_per_s:.2f} total tok/s, {inf.requests_per_s:.3f} req/s"),
+        ("TTFT p50 / p99", f"{_ms(inf.ttft, 'p50_s')} / {_ms(inf.ttft, 'p99_s')}"),
+        ("ITL p50 / p99", f"{_ms(inf.itl, 'p50_s')} / {_ms(inf.itl, 'p99_s')}"),
+        ("latency e2e p50 / p99", f"{_ms(inf.e2e, 'p50_s')} / {_ms(inf.e2e, 'p99_s')}"),
+    ]
+    e = result.energy
+    if e is None:
+        pairs.append(("energy", "not measured"))
+    else:
+        kind = "ESTIMATE" if e.estimated else "measured"
+        dyn = "n/a (no baseline)" if e.dynamic_energy_j is None else f"{e.dynamic_energy_j:.3f} J"
+        pairs += [
+            ("energy total", f"{e.total_energy_j:.3f} J ({kind}; {', '.join(e.methods)})"),
+            ("energy dynamic", dyn),
+            ("energy per output token", si(e.energy_per_output_token_j, "J")),
+            ("mean power", si(e.mean_power_w, "W")),
+        ]
+        if e.emissions_g is not None:
+            pairs.append(("emissions", f"{e.emissions_g:.4f} gCO2eq "
+                                       f"({e.carbon_intensity_g_per_kwh} g/kWh)"))
+    c = result.compute
+    if c.flops is not None:
+        pairs += [
+            ("FLOPs", f"{si(c.flops.total_flops, 'FLOP')} ({c.flops.method})"),
+            ("achieved", si(c.achieved_flops_per_s, "FLOP/s")),
+        ]
+    pairs += [("MFU", _pct(c.mfu)), ("MBU", _pct(c.mbu))]
+    m = result.memory
+    pairs += [
+        ("peak memory", f"GPU {_bytes(m.gpu_peak_allocated_bytes)}, "
+                        f"CPU RSS {_bytes(m.cpu_peak_rss_bytes)}"),
+        ("weights", _bytes(m.model_weights_bytes)),
+    ]
+    return pairs
+
+
+def print_summary(result: AggregatedResult) -> None:
+    """The run summary table, then every warning."""
+    typer.echo(format_pairs(summary_pairs(result)))
+    for stat_name, stat in sorted(result.cycle_stats.items()):
+        typer.echo(f"{stat_name}: mean {stat.mean:.4g} ± CI95 [{stat.ci95_low:.4g}, "
+                   f"{stat.ci95_high:.4g}] over {stat.n} cycles"
+                   + (" (high variance)" if stat.high_variance else ""))
+    for w in result.warnings:
+        typer.echo(f"{w.severity}: [{w.code}] {w.message}", err=True)
+
+
+def print_plan(plan: dict[str, Any]) -> None:
+    """The resolved dry-run plan."""
+    import yaml
+
+    typer.echo(yaml.safe_dump(plan, sort_keys=False).rstrip())
+
+
+def print_config(config: ExperimentConfig, *, as_json: bool) -> None:
+    """A resolved config as YAML (default) or JSON."""
+    data = config.model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+def print_aggregate_outcomes(outcomes: Sequence[AggregateOutcome]) -> None:
+    """One line per experiment; exits 1 when any failed."""
+    for o in outcomes:
+        typer.echo(f"{o.experiment_id}: {o.status}" + (f" ({o.detail})" if o.detail else ""))
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def print_listing(repo: FileSystemRepository, *, include_raw: bool) -> None:
+    """The `results list` table."""
+    rows = repo.list_summaries(include_raw=include_raw)
+    if not rows:
+        typer.echo("no results")
+        return
+    table = [
+        (
+            r.experiment_id, r.config_name, r.model_name, r.num_processes, r.output_tokens,
+            "" if r.output_tokens_per_s is None else f"{r.output_tokens_per_s:.1f}",
+            "" if r.energy_j is None else f"{r.energy_j:.2f}" + ("*" if r.estimated else ""),
+            "yes" if r.aggregated else "no",
+        )
+        for r in rows
+    ]
+    sys.stdout.write(format_table(
+        ("id", "config", "model", "procs", "out tokens", "tok/s", "energy J", "aggregated"),
+        table,
+    ) + "\n* energy is an estimate\n")
+
+
+def print_result(
+    repo: FileSystemRepository, experiment_id: str, *, raw: bool, as_json: bool
+) -> None:
+    """One experiment: aggregated summary, or each process's raw result."""
+    from llm_energy_measure.exceptions import ConfigurationError
+    from llm_energy_measure.security import sanitize_experiment_id
+
+    exp_id = sanitize_experiment_id(experiment_id)
+    if raw:
+        raws = repo.load_all_raw(exp_id)
+        if not raws:
+            raise ConfigurationError(f"no raw results for experiment {exp_id!r}")
+        if as_json:
+            typer.echo(json.dumps([r.model_dump(mode="json") for r in raws], indent=2))
+            return
+        for r in raws:
+            typer.echo(f"== process {r.process_index} on {r.hostname}")
+            typer.echo(format_pairs(summary_pairs(r)))
+        return
+    result = repo.load_aggregated(exp_id)
+    if result is None:
+        hint = " (raw results exist: run `llm-energy-measure aggregate " + exp_id + "`)" \
+            if repo.has_raw(exp_id) else ""
+        raise ConfigurationError(f"no aggregated result for experiment {exp_id!r}{hint}")
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    print_summary(result)
+    if len(result.processes) > 1:
+        typer.echo(format_table(
+            ("process", "host", "out tokens", "tok/s", "energy J"),
+            [(p.process_index, p.hostname, p.output_tokens, f"{p.output_tokens_per_s:.1f}",
+              "" if p.energy_j is None else f"{p.energy_j:.2f}") for p in result.processes],
+        ))
+
+
+@contextmanager
+def progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress display on stderr; yields the callback the orchestrator reports to."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task("starting", total=None)
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar.update(task, description=stage, completed=done, total=total or None)
+
+    with bar:
+        yield update

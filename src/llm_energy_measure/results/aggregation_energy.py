@@ -1,0 +1,257 @@
+"""Energy across processes: every physical device counted exactly once.
+
+Each process reports the devices it measured, keyed by physical identity (``gpu:<UUID>``,
+``<host>:rapl:package-0``). When several processes report the same device (processes sharing a
+GPU, or several ranks of one host reporting a host-level domain), the device is counted once,
+with the largest reading: every reading covers the whole device over one process's window, so
+the largest one covers the widest window and is the best lower bound of the device's energy
+over the experiment. Such duplicates are listed and warned about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from llm_energy_measure.domain import (
+    DeviceEnergy,
+    EnergyMetrics,
+    MeasurementWarning,
+    RawProcessResult,
+)
+
+#: Joules in one kilowatt-hour.
+J_PER_KWH = 3.6e6
+
+
+@dataclass
+class DeviceSelection:
+    """The reading kept for every physical device, and what was dropped."""
+
+    devices: list[DeviceEnergy] = field(default_factory=list)
+    #: device id -> process index whose reading was kept.
+    owner: dict[str, int] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
+    warnings: list[MeasurementWarning] = field(default_factory=list)
+
+
+def select_devices(raws: Sequence[RawProcessResult]) -> DeviceSelection:
+    """Keep one reading per device id (the largest ``energy_j``; ties go to the lowest rank)."""
+    readings: dict[str, list[tuple[int, DeviceEnergy]]] = {}
+    for raw in raws:
+        if raw.energy is None:
+            continue
+        for dev in raw.energy.devices:
+            readings.setdefault(dev.device_id, []).append((raw.process_index, dev))
+    selection = DeviceSelection()
+    for device_id in sorted(readings):
+        candidates = readings[device_id]
+        rank, chosen = max(candidates, key=lambda item: (item[1].energy_j, -item[0]))
+        selection.devices.append(chosen)
+        selection.owner[device_id] = rank
+        if len(candidates) > 1:
+            selection.duplicates.append(device_id)
+            selection.warnings.append(_duplicate_warning(device_id, candidates, rank, chosen))
+    return selection
+
+
+def _duplicate_warning(
+    device_id: str, candidates: list[tuple[int, DeviceEnergy]], rank: int, chosen: DeviceEnergy
+) -> MeasurementWarning:
+    ranks = ", ".join(str(r) for r, _ in candidates)
+    kept = f"counted once: {chosen.energy_j:.6g} J from process {rank}, the largest reading"
+    if chosen.scope == "host":
+        message = (
+            f"host-level domain {device_id} (host {chosen.host}) was reported by processes "
+            f"{ranks}; it should be measured by one process per host; {kept}"
+        )
+    else:
+        message = f"device {device_id} was reported by processes {ranks} (shared device); {kept}"
+    return MeasurementWarning(code="duplicate_device", message=message)
+
+
+@dataclass
+class _Totals:
+    total_j: float = 0.0
+    gpu_j: float = 0.0
+    cpu_j: float = 0.0
+    ram_j: float = 0.0
+    static_parts: list[float | None] = field(default_factory=list)
+    dynamic_parts: list[float | None] = field(default_factory=list)
+
+    def add(
+        self,
+        total_j: float,
+        gpu_j: float,
+        cpu_j: float,
+        ram_j: float,
+        static_j: float | None,
+        dynamic_j: float | None,
+    ) -> None:
+        self.total_j += total_j
+        self.gpu_j += gpu_j
+        self.cpu_j += cpu_j
+        self.ram_j += ram_j
+        self.static_parts.append(static_j)
+        self.dynamic_parts.append(dynamic_j)
+
+
+def _sum_if_all(parts: list[float | None]) -> float | None:
+    """Sum of the parts, or None when any part is unknown (a partial sum would mislead)."""
+    if not parts or any(p is None for p in parts):
+        return None
+    return sum(p for p in parts if p is not None)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def aggregate_energy(
+    raws: Sequence[RawProcessResult],
+    selection: DeviceSelection,
+    *,
+    output_tokens: int,
+    num_requests: int,
+    window_s: float,
+) -> tuple[EnergyMetrics | None, list[MeasurementWarning]]:
+    """System energy over the experiment from the selected devices.
+
+    Totals by kind (gpu/cpu/dram; ``system`` devices count in the total only); static and
+    dynamic parts are summed when every device has them, else None. Mean power = total energy
+    / system window (latest end - earliest start). Peak power is the highest peak any single
+    process saw (a lower bound of the system peak: samples of different processes are not
+    time-aligned, so they are not summed). Per-token, per-request and tokens-per-joule figures
+    are None when some process has no energy figures (its tokens would be counted without
+    its energy). Emissions = kWh x carbon intensity x PUE, recomputed from the deduplicated
+    total when every process used the same intensity and PUE; otherwise the processes'
+    emissions are summed. Returns None when no process measured energy.
+    """
+    with_energy = [r for r in raws if r.energy is not None]
+    if not with_energy:
+        return None, []
+    warnings: list[MeasurementWarning] = []
+    totals = _Totals()
+    for dev in selection.devices:
+        totals.add(
+            dev.energy_j,
+            dev.energy_j if dev.kind == "gpu" else 0.0,
+            dev.energy_j if dev.kind == "cpu" else 0.0,
+            dev.energy_j if dev.kind == "dram" else 0.0,
+            dev.static_energy_j,
+            dev.dynamic_energy_j,
+        )
+    for raw in with_energy:
+        energy = raw.energy
+        assert energy is not None
+        if energy.devices:
+            continue
+        # No per-device figures: the process total is taken as is (cannot be deduplicated).
+        totals.add(
+            energy.total_energy_j,
+            energy.gpu_energy_j,
+            energy.cpu_energy_j,
+            energy.ram_energy_j,
+            energy.static_energy_j,
+            energy.dynamic_energy_j,
+        )
+        warnings.append(
+            MeasurementWarning(
+                code="energy_not_deduplicated",
+                message=(
+                    f"process {raw.process_index} reported {energy.total_energy_j:.6g} J "
+                    "without per-device figures; it is added as is and cannot be checked for "
+                    "double counting"
+                ),
+            )
+        )
+    missing = [r.process_index for r in raws if r.energy is None]
+    if missing:
+        warnings.append(
+            MeasurementWarning(
+                code="energy_missing",
+                message=(
+                    f"processes {', '.join(map(str, missing))} have no energy figures; the "
+                    "energy total covers the other processes only and per-token/per-request "
+                    "energy is not reported"
+                ),
+            )
+        )
+    energies = [r.energy for r in with_energy if r.energy is not None]
+    methods: set[str] = {d.method for d in selection.devices}
+    for e in energies:
+        methods.update(e.methods)
+    peaks = [e.peak_power_w for e in energies if e.peak_power_w is not None]
+    total = totals.total_j
+    complete = not missing
+    emissions, intensity, source, pue, emission_warning = _emissions(energies, total)
+    if emission_warning is not None:
+        warnings.append(emission_warning)
+    metrics = EnergyMetrics(
+        devices=tuple(selection.devices),
+        backend="+".join(sorted({e.backend for e in energies})),
+        total_energy_j=total,
+        gpu_energy_j=totals.gpu_j,
+        cpu_energy_j=totals.cpu_j,
+        ram_energy_j=totals.ram_j,
+        static_energy_j=_sum_if_all(totals.static_parts),
+        dynamic_energy_j=_sum_if_all(totals.dynamic_parts),
+        estimated=any(e.estimated for e in energies) or any(d.estimated for d in selection.devices),
+        methods=tuple(sorted(methods)),
+        duration_s=window_s,
+        mean_power_w=_ratio(total, window_s),
+        peak_power_w=max(peaks) if peaks else None,
+        energy_per_output_token_j=_ratio(total, output_tokens) if complete else None,
+        energy_per_request_j=_ratio(total, num_requests) if complete else None,
+        output_tokens_per_j=_ratio(output_tokens, total) if complete else None,
+        emissions_g=emissions,
+        carbon_intensity_g_per_kwh=intensity,
+        carbon_intensity_source=source,
+        pue=pue,
+    )
+    return metrics, warnings
+
+
+def _emissions(
+    energies: Sequence[EnergyMetrics], total_j: float
+) -> tuple[float | None, float | None, str | None, float, MeasurementWarning | None]:
+    """(emissions_g, intensity g/kWh, intensity source, pue, warning) of the system total."""
+    settings = {(e.carbon_intensity_g_per_kwh, e.pue) for e in energies}
+    if len(settings) == 1:
+        intensity, pue = next(iter(settings))
+        if intensity is None:
+            return None, None, None, pue, None
+        sources = {e.carbon_intensity_source for e in energies}
+        source = sources.pop() if len(sources) == 1 else None
+        return total_j / J_PER_KWH * intensity * pue, intensity, source, pue, None
+    present = [e.emissions_g for e in energies if e.emissions_g is not None]
+    warning = MeasurementWarning(
+        code="mixed_carbon_intensity",
+        message=(
+            "processes used different carbon intensities or PUE; emissions are the sum of the "
+            "processes' own figures"
+            + ("" if len(present) == len(energies) else " (some processes have none)")
+        ),
+    )
+    pues = {e.pue for e in energies}
+    pue = pues.pop() if len(pues) == 1 else 1.0
+    return (sum(present) if present else None), None, None, pue, warning
+
+
+def cycle_energy_j(parts: Sequence[tuple[dict[str, float], float | None]]) -> float | None:
+    """Energy of one cycle over processes, each device once (largest reading).
+
+    ``parts`` holds (device id -> J, process total J or None) per process. A
+    process without per-device figures adds its total as is; None when a process has neither.
+    """
+    by_device: dict[str, float] = {}
+    extra_j = 0.0
+    for device_energy_j, energy_j in parts:
+        if device_energy_j:
+            for device_id, joules in device_energy_j.items():
+                by_device[device_id] = max(joules, by_device.get(device_id, joules))
+        elif energy_j is not None:
+            extra_j += energy_j
+        else:
+            return None
+    return sum(by_device.values()) + extra_j
