@@ -178,6 +178,7 @@ def run_inference(
     compute_time_s = 0.0
     done = 0
 
+    recorder = make_step_recorder(loaded.device)
     synchronize(loaded.device)
     window_start = time.time()
     t0 = time.perf_counter()
@@ -187,7 +188,7 @@ def run_inference(
             wait_s = t0 + last_arrival_s - time.perf_counter()
             if wait_s > 0:
                 time.sleep(wait_s)  # simulated traffic: inside the window, outside compute
-        recorder = make_step_recorder(loaded.device)
+        recorder.reset()
         synchronize(loaded.device)
         start = time.perf_counter()
         output_ids = _generate(model, batch, base_kwargs, recorder)

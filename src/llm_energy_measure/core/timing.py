@@ -44,7 +44,7 @@ def make_step_recorder(device: str) -> Any:
     the recorder synchronises the device and appends ``time.perf_counter()`` to ``times_s``.
     It never stops generation. ``times_s[j]`` is when token ``j`` (0-based) of the batch was
     available; entries beyond the number of tokens kept in the output (a look-ahead step that
-    ``generate`` undid) must be ignored by the caller.
+    ``generate`` undid) must be ignored by the caller. ``reset()`` clears it for the next batch.
     """
     import torch
     from transformers import StoppingCriteria
@@ -52,6 +52,9 @@ def make_step_recorder(device: str) -> Any:
     class StepRecorder(StoppingCriteria):
         def __init__(self) -> None:
             self.times_s: list[float] = []
+
+        def reset(self) -> None:
+            self.times_s = []
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             synchronize(device)

@@ -4,34 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
 from llm_energy_measure.config import effective_results_dir
 from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.core.types import EnergyReading, LoadedModel
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.orchestration.runner import (
     Collaborators,
     ExperimentOrchestrator,
     ProcessContext,
 )
+from llm_energy_measure.protocols import EnergyBackend
 
 
 def default_collaborators(results_dir: Path, context: ProcessContext) -> Collaborators:
     """The real implementations of every protocol, as used by ``run``."""
     from llm_energy_measure.core.compute_metrics import ComputeMetricsCollector
     from llm_energy_measure.core.energy import build_energy_metrics
-    from llm_energy_measure.core.energy_backends import create_energy_backend
     from llm_energy_measure.core.inference import TransformersEngine
     from llm_energy_measure.core.model_loader import HFModelLoader
     from llm_energy_measure.orchestration.environment import collect_environment
     from llm_energy_measure.orchestration.workload import prepare_prompts
     from llm_energy_measure.results import FileSystemRepository
 
-    def backend(config: ExperimentConfig, ctx: ProcessContext):  # type: ignore[no-untyped-def]
-        return create_energy_backend(
-            config.energy, host=ctx.hostname, is_host_leader=ctx.is_host_leader
-        )
+    def backend(config: ExperimentConfig, ctx: ProcessContext, loaded: LoadedModel):  # type: ignore[no-untyped-def]
+        return energy_backend_for(config, ctx, loaded)
 
     def prompts(config: ExperimentConfig, loaded):  # type: ignore[no-untyped-def]
         return prepare_prompts(
@@ -47,6 +47,53 @@ def default_collaborators(results_dir: Path, context: ProcessContext) -> Collabo
         prompts=prompts,
         energy_builder=build_energy_metrics,
         environment=collect_environment,
+    )
+
+
+class _OwningBackend:
+    """An energy backend plus the GPU collection it was given, closed together."""
+
+    def __init__(self, inner: EnergyBackend, owned: Any) -> None:
+        self._inner = inner
+        self._owned = owned
+        self.name = inner.name
+
+    def measure_baseline(self, duration_s: float) -> dict[str, float]:
+        return self._inner.measure_baseline(duration_s)
+
+    def start(self) -> None:
+        self._inner.start()
+
+    def stop(self) -> EnergyReading:
+        return self._inner.stop()
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._owned.close()
+
+
+def energy_backend_for(
+    config: ExperimentConfig, ctx: ProcessContext, loaded: LoadedModel
+) -> EnergyBackend:
+    """The configured energy backend, covering only the GPU this process's model sits on
+    (every visible GPU when the model is sharded with device_map)."""
+    from llm_energy_measure.core.devices import get_gpus
+    from llm_energy_measure.core.energy_backends import create_energy_backend
+
+    if loaded.device.startswith("cuda:"):
+        visible = get_gpus()
+        index = int(loaded.device.split(":", 1)[1])
+        if index < len(visible):
+            inner = create_energy_backend(
+                config.energy, host=ctx.hostname, is_host_leader=ctx.is_host_leader,
+                gpus=visible.select([index]),
+            )
+            return _OwningBackend(inner, visible)
+        visible.close()
+    return create_energy_backend(
+        config.energy, host=ctx.hostname, is_host_leader=ctx.is_host_leader
     )
 
 

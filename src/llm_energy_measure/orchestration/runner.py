@@ -71,7 +71,7 @@ class Collaborators:
 
     loader: ModelLoader
     engine: InferenceEngine
-    energy_backend: Callable[[ExperimentConfig, ProcessContext], EnergyBackend]
+    energy_backend: Callable[[ExperimentConfig, ProcessContext, LoadedModel], EnergyBackend]
     metrics: MetricsCollector
     repository: ResultsRepository
     prompts: PromptSource
@@ -112,7 +112,7 @@ class ExperimentOrchestrator:
             prompts, prompt_notes = self.c.prompts(config, loaded)
             if not prompts:
                 raise LLMBenchError("this process received no prompts to measure")
-            backend = self.c.energy_backend(config, self.ctx)
+            backend = self.c.energy_backend(config, self.ctx, loaded)
             baseline: dict[str, float] | None = None
             if config.energy.baseline.enabled:
                 self._report("measuring idle baseline")
