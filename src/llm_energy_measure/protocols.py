@@ -30,7 +30,12 @@ class ModelLoader(Protocol):
 
 @runtime_checkable
 class InferenceEngine(Protocol):
-    """Runs the workload and measures tokens and latency per request."""
+    """Runs the workload and measures tokens and latency per request.
+
+    ``on_window_open`` / ``on_window_close`` are called at the edges of the measured window
+    (after inputs are prepared, around the device synchronizes), so that energy and memory
+    measurements bracket exactly what is timed.
+    """
 
     def run(
         self,
@@ -40,6 +45,8 @@ class InferenceEngine(Protocol):
         *,
         cycle: int = 0,
         on_batch_done: Callable[[int], None] | None = None,
+        on_window_open: Callable[[], None] | None = None,
+        on_window_close: Callable[[], None] | None = None,
     ) -> InferenceOutput: ...
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.factories import make_raw
 from typer.testing import CliRunner
 
 from llm_energy_measure import __version__
@@ -15,7 +16,6 @@ from llm_energy_measure._cli_help import TOP_LEVEL_HELP
 from llm_energy_measure.cli import app
 from llm_energy_measure.cli_helptext import render_top_level_help
 from llm_energy_measure.results import FileSystemRepository
-from tests.factories import make_raw
 
 runner = CliRunner()
 
@@ -39,7 +39,7 @@ def test_version_is_the_package_version() -> None:
 
 
 def test_fast_help_equals_what_the_app_renders() -> None:
-    assert TOP_LEVEL_HELP == render_top_level_help(), "run scripts/refresh_cli_help.py"
+    assert render_top_level_help() == TOP_LEVEL_HELP, "run scripts/refresh_cli_help.py"
 
 
 def test_help_entrypoint_does_not_import_torch_or_typer() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from tests.factories import make_environment, make_model_info
 
 from llm_energy_measure.config.models import EnergyConfig, ExperimentConfig
 from llm_energy_measure.core.energy import build_energy_metrics
@@ -28,7 +29,6 @@ from llm_energy_measure.exceptions import InferenceError
 from llm_energy_measure.orchestration import Collaborators, run_experiment
 from llm_energy_measure.results import FileSystemRepository
 from llm_energy_measure.state import StateStore
-from tests.factories import make_environment, make_model_info
 
 IN_TOKENS = 10  # per prompt
 OUT_TOKENS = 4  # per prompt
@@ -51,12 +51,18 @@ class FakeEngine:
         self.t = 1_000.0
 
     def run(self, loaded: LoadedModel, prompts: Sequence[Prompt], config: ExperimentConfig, *,
-            cycle: int = 0, on_batch_done: Callable[[int], None] | None = None) -> InferenceOutput:
+            cycle: int = 0, on_batch_done: Callable[[int], None] | None = None,
+            on_window_open: Callable[[], None] | None = None,
+            on_window_close: Callable[[], None] | None = None) -> InferenceOutput:
         self.calls.append(cycle)
+        if on_window_open is not None:
+            on_window_open()
         if cycle == self.fail_on_cycle:
             raise InferenceError("out of memory at batch size 4; lower batching.batch_size")
         start = self.t
         self.t += WINDOW_S
+        if on_window_close is not None:
+            on_window_close()
         requests = [
             RequestRecord(request_id=p.request_id, cycle=cycle, input_tokens=IN_TOKENS,
                           output_tokens=OUT_TOKENS, submitted_s=0.0, ttft_s=0.1 * (i + 1),
@@ -65,7 +71,8 @@ class FakeEngine:
         ]
         return InferenceOutput(
             requests=requests, window=Timestamps(start=start, end=self.t, duration_s=WINDOW_S),
-            compute_time_s=WINDOW_S, sequences=[SequenceShape(IN_TOKENS, OUT_TOKENS)] * len(prompts),
+            compute_time_s=WINDOW_S,
+            sequences=[SequenceShape(IN_TOKENS, OUT_TOKENS)] * len(prompts),
             num_batches=1,
         )
 

@@ -136,6 +136,8 @@ def run_inference(
     cycle: int = 0,
     on_batch_done: Callable[[int], None] | None = None,
     arrival_times_s: Sequence[float] | None = None,
+    on_window_open: Callable[[], None] | None = None,
+    on_window_close: Callable[[], None] | None = None,
 ) -> InferenceOutput:
     """Run ``prompts`` through ``loaded.model.generate`` in batches and measure each request.
 
@@ -145,6 +147,9 @@ def run_inference(
     after the window opens, aligned with ``prompts``) overrides the arrivals that
     ``config.traffic`` would simulate; with either, each batch waits (sleeps) until its last
     request has arrived. Times in the returned RequestRecords are relative to the window start.
+    ``on_window_open`` / ``on_window_close`` run right after the opening and right before the
+    closing device synchronize, so that energy and memory windows bracket exactly the
+    measured window (tokenization happens before it opens).
     """
     import torch
 
@@ -180,6 +185,8 @@ def run_inference(
 
     recorder = make_step_recorder(loaded.device)
     synchronize(loaded.device)
+    if on_window_open is not None:
+        on_window_open()
     window_start = time.time()
     t0 = time.perf_counter()
     for batch in batches:
@@ -210,6 +217,8 @@ def run_inference(
     synchronize(loaded.device)
     t1 = time.perf_counter()
     window_end = time.time()
+    if on_window_close is not None:
+        on_window_close()
 
     measured.sort(key=lambda pair: pair[0].request_id)
     return InferenceOutput(
@@ -270,6 +279,11 @@ class TransformersEngine:
         *,
         cycle: int = 0,
         on_batch_done: Callable[[int], None] | None = None,
+        on_window_open: Callable[[], None] | None = None,
+        on_window_close: Callable[[], None] | None = None,
     ) -> InferenceOutput:
         """Measure one pass over ``prompts``; see ``run_inference``."""
-        return run_inference(loaded, prompts, config, cycle=cycle, on_batch_done=on_batch_done)
+        return run_inference(
+            loaded, prompts, config, cycle=cycle, on_batch_done=on_batch_done,
+            on_window_open=on_window_open, on_window_close=on_window_close,
+        )

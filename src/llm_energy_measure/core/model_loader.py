@@ -567,6 +567,13 @@ def _load_weights(
         raise ModelLoadError(f"cannot load model '{display}': {_first_line(exc)}") from exc
 
 
+def quiet_transformers() -> None:
+    """Turn off transformers' own progress bars: our CLI shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_model_tokenizer(config: ExperimentConfig) -> LoadedModel:
     """Load the model and tokenizer that ``config.model`` names, placed and quantized as asked.
 
@@ -576,6 +583,7 @@ def load_model_tokenizer(config: ExperimentConfig) -> LoadedModel:
     """
     from llm_energy_measure.core.types import LoadedModel
 
+    quiet_transformers()
     mc = config.model
     display = mc.name
     if config.quantization.enabled and (mc.gguf_file or mc.name.lower().endswith(".gguf")

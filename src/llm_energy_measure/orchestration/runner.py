@@ -79,6 +79,33 @@ class Collaborators:
     environment: Callable[[tuple[str, ...]], EnvironmentInfo]
 
 
+class _Window:
+    """Starts the energy backend and memory window when the engine opens its measured window,
+    stops them when it closes (once, whichever of the engine or a failure closes it)."""
+
+    def __init__(self, metrics: MetricsCollector, backend: EnergyBackend) -> None:
+        self._metrics = metrics
+        self._backend = backend
+        self._opened = False
+        self._reading: EnergyReading | None = None
+        self._memory: MemoryStats | None = None
+
+    def open(self) -> None:
+        self._metrics.start_window()
+        self._backend.start()
+        self._opened = True
+
+    def close(self) -> None:
+        if self._opened and self._reading is None:
+            self._reading = self._backend.stop()
+            self._memory = self._metrics.stop_window()
+
+    def result(self) -> tuple[EnergyReading, MemoryStats]:
+        if self._reading is None or self._memory is None:
+            raise LLMBenchError("the inference engine never opened its measured window")
+        return self._reading, self._memory
+
+
 class ExperimentOrchestrator:
     """Runs one process's share of an experiment and stores its raw result."""
 
@@ -144,15 +171,15 @@ class ExperimentOrchestrator:
             def on_batch(n: int, base: int = done_before) -> None:
                 self._report("measuring", base + n, total)
 
-            self.c.metrics.start_window()
-            backend.start()
+            window = _Window(self.c.metrics, backend)
             try:
                 output = self.c.engine.run(
-                    loaded, prompts, config, cycle=cycle, on_batch_done=on_batch
+                    loaded, prompts, config, cycle=cycle, on_batch_done=on_batch,
+                    on_window_open=window.open, on_window_close=window.close,
                 )
             finally:
-                reading = backend.stop()
-                memory = self.c.metrics.stop_window()
+                window.close()  # no-op when the engine closed it; needed when it failed
+            reading, memory = window.result()
             self._memories.append(memory)
             energy, _ = self.c.energy_builder(
                 reading,
