@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from llm_energy_measure.core.energy_backends.base import BaseEnergyBackend
+from llm_energy_measure.core.energy_backends.quiet import captured_native_output
 from llm_energy_measure.core.types import EnergyReading
 from llm_energy_measure.domain import DeviceEnergy
 from llm_energy_measure.exceptions import (
@@ -66,11 +67,12 @@ def carbon_intensity_g_per_kwh(
     """
     _require_codecarbon("Carbon intensity by country")
     _quiet_codecarbon_logger()
-    import codecarbon
-    from codecarbon.core.emissions import Emissions
-    from codecarbon.core.units import Energy
-    from codecarbon.external.geography import GeoMetadata
-    from codecarbon.input import DataSource
+    with captured_native_output("codecarbon import"):
+        import codecarbon
+        from codecarbon.core.emissions import Emissions
+        from codecarbon.core.units import Energy
+        from codecarbon.external.geography import GeoMetadata
+        from codecarbon.input import DataSource
 
     code = (country_iso_code or DEFAULT_COUNTRY_ISO_CODE).upper()
     data = DataSource()
@@ -112,8 +114,9 @@ def _warm_up(make_tracker: Callable[[], Any]) -> None:
         if _warmed:
             return
         tracker = make_tracker()
-        tracker.start()
-        tracker.stop()
+        with captured_native_output("codecarbon"):
+            tracker.start()
+            tracker.stop()
         _warmed = True
 
 
@@ -155,19 +158,20 @@ class CodeCarbonBackend(BaseEnergyBackend):
         self._t0 = 0.0
 
     def _make_tracker(self) -> Any:
-        _quiet_codecarbon_logger()
-        from codecarbon import OfflineEmissionsTracker
+        with captured_native_output("codecarbon"):
+            _quiet_codecarbon_logger()
+            from codecarbon import OfflineEmissionsTracker
 
-        return OfflineEmissionsTracker(
+            return OfflineEmissionsTracker(
             country_iso_code=self._country,
             region=self._region,
-            output_methods=[],
-            log_level="error",
-            measure_power_secs=self.measure_power_s,
-            tracking_mode="machine",
-            allow_multiple_runs=True,
-            pue=1.0,
-        )
+                output_methods=[],
+                log_level="error",
+                measure_power_secs=self.measure_power_s,
+                tracking_mode="machine",
+                allow_multiple_runs=True,
+                pue=1.0,
+            )
 
     def start(self) -> None:
         if self._tracker is not None:
