@@ -53,10 +53,11 @@ def summary_pairs(result: AggregatedResult | RawProcessResult) -> list[tuple[str
     if e is None:
         pairs.append(("energy", "not measured"))
     else:
-        kind = "ESTIMATE" if e.estimated else "measured"
+        kind = "ESTIMATE, not a measurement" if e.estimated else "measured"
         dyn = "n/a (no baseline)" if e.dynamic_energy_j is None else f"{e.dynamic_energy_j:.3f} J"
+        devices = ", ".join(f"{d.kind}:{d.method}" for d in e.devices)
         pairs += [
-            ("energy total", f"{e.total_energy_j:.3f} J ({kind}; {', '.join(e.methods)})"),
+            ("energy total", f"{e.total_energy_j:.3f} J ({kind}; {devices})"),
             ("energy dynamic", dyn),
             ("energy per output token", si(e.energy_per_output_token_j, "J")),
             ("mean power", si(e.mean_power_w, "W")),
