@@ -264,3 +264,16 @@ def test_system_window_is_the_union_of_measured_windows():
     assert result.timestamps.duration_s == pytest.approx(17.0)
     assert result.inference.output_tokens_per_s == pytest.approx(240 / 17)
     assert "no_temporal_overlap" in _codes(result)
+
+
+def test_mfu_of_one_process_sharded_over_two_gpus_is_not_halved():
+    # One process drives two GPUs (device_map): its reported peak already sums both.
+    flops = FlopsResult(total_flops=500e12, prefill_flops=100e12, decode_flops=400e12,
+                        method="analytic", confidence="high")
+    devices = [make_device("gpu:GPU-a", 100.0), make_device("gpu:GPU-b", 100.0)]
+    raw = make_raw("exp", 0, 1, duration_s=10.0, devices=devices, flops=flops,
+                   peak_flops_per_s=100e12)
+    assert raw.compute.mfu == pytest.approx(0.5)  # 50 TFLOP/s of 100
+    result = aggregate_results([raw])
+    assert result.compute.peak_flops_per_s == pytest.approx(100e12)
+    assert result.compute.mfu == pytest.approx(0.5)

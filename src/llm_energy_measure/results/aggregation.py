@@ -354,8 +354,8 @@ def _system_peak(
 ) -> float | None:
     """Sum of the per-device peaks of the distinct GPUs; None when a peak or GPU is unknown.
 
-    Each distinct GPU (by physical id) takes the per-device peak reported by the process whose
-    reading was kept for it; every process must report a peak and at least one GPU.
+    Each process whose GPU readings were kept contributes its reported peak once (that peak
+    already sums the GPUs the process drives); every process must report a peak and a GPU.
     """
     by_rank = {r.process_index: r for r in raws}
     peaks = [getattr(r.compute, attr) for r in raws]
@@ -371,7 +371,10 @@ def _system_peak(
     }
     if not gpu_owners or len(ranks_with_gpu) < len(raws):
         return None
-    return float(sum(getattr(by_rank[rank].compute, attr) for rank in gpu_owners.values()))
+    # A process's peak already covers every GPU it drives (device_map sharding sums them), so
+    # each owning process counts once, not once per GPU it owns.
+    owners = set(gpu_owners.values())
+    return float(sum(getattr(by_rank[rank].compute, attr) for rank in owners))
 
 
 def _aggregate_compute(
