@@ -277,3 +277,12 @@ def test_mfu_of_one_process_sharded_over_two_gpus_is_not_halved():
     result = aggregate_results([raw])
     assert result.compute.peak_flops_per_s == pytest.approx(100e12)
     assert result.compute.mfu == pytest.approx(0.5)
+
+
+def test_traffic_runs_note_that_the_system_window_includes_arrival_gaps():
+    raw = make_raw("exp", 0, 1, duration_s=10.0,
+                   effective_config={"traffic": {"enabled": True, "rate_per_s": 1.0}})
+    result = aggregate_results([raw])
+    assert "traffic_in_system_window" in _codes(result)
+    assert result.inference.output_tokens_per_s == pytest.approx(80 / 10.0)
+    assert "traffic_in_system_window" not in _codes(aggregate_results([make_raw("e", 0, 1)]))

@@ -90,8 +90,11 @@ class InferenceMetrics(FrozenModel):
     """Token counts and throughput over a measured window.
 
     Tokens follow the design rules: input = attention-mask sum (no padding), output = generated
-    tokens up to and including EOS. Throughputs divide by ``inference_time_s``, the measured
-    window (tokenization and traffic waits excluded).
+    tokens up to and including EOS. Throughputs divide by ``inference_time_s``: in a process's
+    raw result, its compute time (the generate calls; tokenization and simulated traffic waits
+    excluded); in an aggregated result, the system window (latest end - earliest start of the
+    processes' measured windows), which includes simulated arrival gaps when traffic
+    simulation is on (a ``traffic_in_system_window`` note says so).
     """
 
     num_requests: int

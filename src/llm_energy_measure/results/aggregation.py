@@ -302,6 +302,20 @@ def _aggregate_inference(
             )
         )
     requests = [req for r in raws for req in r.requests]
+    if any(_traffic_enabled(r) for r in raws):
+        compute_s = max(r.inference.inference_time_s for r in raws)
+        warnings.append(
+            MeasurementWarning(
+                code="traffic_in_system_window",
+                message=(
+                    f"simulated traffic: system throughput divides by the wall window "
+                    f"({window_s:.3f} s, arrival gaps included, as serving benchmarks count "
+                    f"it); the busiest process computed for {compute_s:.3f} s (its raw "
+                    "result's throughput excludes the gaps)"
+                ),
+                severity="info",
+            )
+        )
     return InferenceMetrics(
         num_requests=num_requests,
         input_tokens=input_tokens,
@@ -315,6 +329,11 @@ def _aggregate_inference(
         itl=LatencyStats.from_samples([q.itl_s for q in requests if q.itl_s is not None]),
         e2e=LatencyStats.from_samples([q.e2e_s for q in requests]),
     )
+
+
+def _traffic_enabled(raw: RawProcessResult) -> bool:
+    traffic = raw.effective_config.get("traffic")
+    return isinstance(traffic, dict) and bool(traffic.get("enabled"))
 
 
 def _sum_flops(
