@@ -12,9 +12,12 @@ Definitions (see also ``core.flops``):
 - MFU = achieved FLOP/s / dense peak FLOP/s of the devices holding the model (summed when the
   model is sharded over several), for the model's compute dtype.
 - MBU = bytes that decoding must read / time / peak memory bandwidth. Bytes = weight bytes x
-  forward passes + KV-cache bytes read by the decode steps. It is a LOWER bound: the forward
-  passes are the fewest any split of the sequences into ``num_batches`` batches needs, the
-  time includes prefill and host overhead, and activations and cache writes are not counted.
+  forward passes + KV-cache bytes read by the decode steps. It is meant as a conservative
+  figure: the forward passes are the fewest any split of the sequences into ``num_batches``
+  batches needs, the time includes prefill and host overhead, and activations and cache
+  writes are not counted. Caveat: weight bytes include the whole input-embedding table, of
+  which a decode step reads only a few rows, so for models with a large untied embedding the
+  figure can overstate the bytes read by a few percent.
 - MFU and MBU are None (never zero) when the device or its peak is unknown, CPUs included.
 """
 

@@ -147,9 +147,9 @@ def run_inference(
     after the window opens, aligned with ``prompts``) overrides the arrivals that
     ``config.traffic`` would simulate; with either, each batch waits (sleeps) until its last
     request has arrived. Times in the returned RequestRecords are relative to the window start.
-    ``on_window_open`` / ``on_window_close`` run right after the opening and right before the
-    closing device synchronize, so that energy and memory windows bracket exactly the
-    measured window (tokenization happens before it opens).
+    ``on_window_open`` runs right after the opening device synchronize and
+    ``on_window_close`` right after the closing one, so that energy and memory windows
+    bracket exactly the measured window (tokenization happens before it opens).
     """
     import torch
 
