@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import typer
 
 from llm_energy_measure import __version__
+from llm_energy_measure.exceptions import ConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +32,9 @@ config_app = typer.Typer(help="Validate and show experiment configs.", no_args_i
 results_app = typer.Typer(help="List, show and export stored results.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(results_app, name="results")
+study_app = typer.Typer(help="Run sweeps of experiments (studies); check and resume them.",
+                        no_args_is_help=True)
+app.add_typer(study_app, name="study")
 
 _state: dict[str, Any] = {"verbose": 0}
 
@@ -98,7 +102,8 @@ def main_callback(
 @app.command()
 @handle_errors
 def run(
-    config: Path = typer.Argument(..., help="Experiment config (YAML or JSON)."),
+    config: Path | None = typer.Argument(None, help="Experiment config (YAML or JSON); not "
+                                         "with --resume."),
     model: str | None = typer.Option(None, "--model", help="Model: Hub id, folder, .gguf file "
                                      "or builtin:tiny-llama."),
     dataset: str | None = typer.Option(None, "--dataset", help="Prompts: builtin, synthetic, "
@@ -114,25 +119,45 @@ def run(
                                    "decoder.temperature=0.7 (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved plan and a "
                                  "memory estimate; run nothing."),
+    resume: str | None = typer.Option(None, "--resume", help="Rerun only the unfinished "
+                                      "processes of this experiment id (its saved config)."),
+    experiment_id: str | None = typer.Option(None, "--experiment-id", help="Id of the new "
+                                             "experiment (the same on every machine of a "
+                                             "multi-node run)."),
 ) -> None:
-    """Run an experiment: load, warm up, measure, store and summarise."""
+    """Run an experiment: load, warm up, measure, store and summarise.
+
+    With launch.num_processes > 1 the processes are started with accelerate launch.
+    """
     from llm_energy_measure import rendering
-    from llm_energy_measure.cli_support import load_run_config
-    from llm_energy_measure.orchestration import run_experiment
+    from llm_energy_measure.cli_support import load_run_config, run_or_resume
     from llm_energy_measure.orchestration.plan import build_plan
 
-    cfg = load_run_config(
-        config, model=model, dataset=dataset, num_prompts=num_prompts, batch_size=batch_size,
-        precision=precision, max_new_tokens=max_new_tokens, results_dir=results_dir,
-        sets=set_,
-    )
-    if dry_run:
+    cfg = None
+    if resume is None:
+        if config is None:
+            raise ConfigurationError("give an experiment config file, or --resume ID")
+        cfg = load_run_config(
+            config, model=model, dataset=dataset, num_prompts=num_prompts,
+            batch_size=batch_size, precision=precision, max_new_tokens=max_new_tokens,
+            results_dir=results_dir, sets=set_,
+        )
+    elif config is not None or set_ or any(v is not None for v in (
+            model, dataset, num_prompts, batch_size, precision, max_new_tokens)):
+        raise ConfigurationError("--resume uses the experiment's saved config: give no config "
+                                 "file or config flags with it")
+    if dry_run and cfg is not None:
         rendering.print_plan(build_plan(cfg))
         return
     with rendering.progress() as on_progress:
-        result = run_experiment(cfg, results_dir=results_dir, config_path=config,
-                                on_progress=on_progress)
+        result, note = run_or_resume(cfg, resume_id=resume, experiment_id=experiment_id,
+                                     results_dir=results_dir, config_path=config,
+                                     on_progress=on_progress)
+    if result is None:
+        typer.echo(note)
+        return
     rendering.print_summary(result)
+    rendering.print_process_table(result)
 
 
 @app.command()
@@ -223,6 +248,138 @@ def results_export(
 
     path, count = export_results(results_dir, experiment_ids or [], fmt, output)
     typer.echo(f"exported {count} experiment(s) to {path}")
+
+
+ExecutorOpt = typer.Option(None, "--executor", help="local, slurm or submitit-local "
+                           "(default: the study file's executor).")
+
+
+@study_app.command("run")
+@handle_errors
+def study_run(
+    study_config: Path = typer.Argument(..., help="Study file (YAML or JSON)."),
+    executor: str | None = ExecutorOpt,
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Run every point x cycle of a study, each in its own process; exit 1 if any failed."""
+    from llm_energy_measure.orchestration.study_runner import StudyHooks, run_study
+    from llm_energy_measure.orchestration.study_status import study_summary_text
+
+    manifest = run_study(study_config, results_dir=results_dir, executor=executor,
+                         hooks=StudyHooks(on_event=typer.echo))
+    typer.echo(study_summary_text(manifest))
+    if manifest.status != "completed":
+        raise typer.Exit(1)
+
+
+@study_app.command("status")
+@handle_errors
+def study_status(
+    study_id: str | None = typer.Argument(None, help="Study id (default: list studies)."),
+    poll_jobs: bool = typer.Option(False, "--poll-jobs", help="Ask Slurm for the state of "
+                                   "the study's unfinished jobs."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Show a study's points, runs by status and failures (or list the studies)."""
+    from llm_energy_measure.orchestration.study_status import describe_study
+
+    typer.echo(describe_study(study_id, results_dir, poll_jobs=poll_jobs))
+
+
+@study_app.command("resume")
+@handle_errors
+def study_resume(
+    study_id: str = typer.Argument(..., help="Study id."),
+    executor: str | None = ExecutorOpt,
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Run the runs of a study that did not complete (no run is done twice)."""
+    from llm_energy_measure.orchestration.study_runner import StudyHooks, resume_study
+    from llm_energy_measure.orchestration.study_status import study_summary_text
+
+    manifest = resume_study(study_id, results_dir=results_dir, executor=executor,
+                            hooks=StudyHooks(on_event=typer.echo))
+    typer.echo(study_summary_text(manifest))
+    if manifest.status != "completed":
+        raise typer.Exit(1)
+
+
+@results_app.command("compare")
+@handle_errors
+def results_compare(
+    experiment_ids: list[str] = typer.Argument(..., help="Experiments to compare."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Compare experiments side by side: headline figures and config differences."""
+    from llm_energy_measure import rendering
+    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.results.compare import load_aggregated_results
+
+    results = load_aggregated_results(repository(results_dir), experiment_ids)
+    rendering.print_comparison(results, as_json=as_json)
+
+
+@results_app.command("export-mlflow")
+@handle_errors
+def results_export_mlflow(
+    experiment_ids: list[str] = typer.Argument(..., help="Experiments to export."),
+    tracking_uri: str = typer.Option(..., "--tracking-uri", help="MLflow tracking URI, e.g. "
+                                     "file:///path/to/mlruns or http://host:5000."),
+    experiment_name: str = typer.Option("llm-energy-measure", "--experiment-name",
+                                        help="MLflow experiment (created when absent)."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Log aggregated results to MLflow, one run each (needs the mlflow extra)."""
+    from llm_energy_measure import rendering
+    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.results.compare import load_aggregated_results
+    from llm_energy_measure.results.mlflow_export import export_to_mlflow
+
+    results = load_aggregated_results(repository(results_dir), experiment_ids)
+    outcomes = export_to_mlflow(results, tracking_uri=tracking_uri,
+                                experiment_name=experiment_name)
+    rendering.print_mlflow_outcomes(outcomes, tracking_uri)
+
+
+@study_app.command("report")
+@handle_errors
+def study_report(
+    study_id: str = typer.Argument(..., help="Study id."),
+    output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Write a single-file offline HTML report of a study (statistics and plots)."""
+    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.constants import resolve_results_dir
+    from llm_energy_measure.results.report import write_study_report
+    from llm_energy_measure.results.study_stats import load_manifest
+
+    manifest = load_manifest(resolve_results_dir(results_dir), study_id)
+    path = write_study_report(manifest, repository(results_dir), output)
+    typer.echo(f"report of study {manifest.study_id} written to {path}")
+
+
+@study_app.command("export")
+@handle_errors
+def study_export(
+    study_id: str = typer.Argument(..., help="Study id."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv, json or parquet."),
+    output: Path = typer.Option(..., "--output", "-o", help="File for one row per run."),
+    point_stats: Path | None = typer.Option(None, "--point-stats", help="Also write the "
+                                            "per-point statistics (csv/parquet) to this file."),
+    results_dir: Path | None = ResultsDirOpt,
+) -> None:
+    """Export a study's runs (and per-point statistics) to CSV, JSON or Parquet."""
+    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.constants import resolve_results_dir
+    from llm_energy_measure.results.study_export import export_study
+    from llm_energy_measure.results.study_stats import load_manifest
+
+    manifest = load_manifest(resolve_results_dir(results_dir), study_id)
+    path = export_study(manifest, repository(results_dir), fmt, output,
+                        point_stats_path=point_stats)
+    typer.echo(f"exported study {manifest.study_id} to {path}")
 
 
 def main() -> None:

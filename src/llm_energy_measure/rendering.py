@@ -167,6 +167,11 @@ def print_result(
         typer.echo(result.model_dump_json(indent=2))
         return
     print_summary(result)
+    print_process_table(result)
+
+
+def print_process_table(result: AggregatedResult) -> None:
+    """One row per process of a multi-process result (nothing for a single process)."""
     if len(result.processes) > 1:
         typer.echo(format_table(
             ("process", "host", "out tokens", "tok/s", "energy J"),
@@ -190,3 +195,21 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
 
     with bar:
         yield update
+
+
+def print_comparison(results: Sequence[AggregatedResult], *, as_json: bool) -> None:
+    """The `results compare` output: headline table, caveat notes and config differences."""
+    from llm_energy_measure.results.compare import comparison_json, format_comparison
+
+    if as_json:
+        typer.echo(json.dumps(comparison_json(results), indent=2, default=str))
+    else:
+        typer.echo(format_comparison(results))
+
+
+def print_mlflow_outcomes(outcomes: Sequence[Any], tracking_uri: str) -> None:
+    """One line per experiment exported to (or already in) MLflow."""
+    for o in outcomes:
+        verb = "exported as" if o.status == "exported" else "already in MLflow as"
+        typer.echo(f"{o.experiment_id}: {verb} run {o.run_id}")
+    typer.echo(f"MLflow tracking URI: {tracking_uri}")

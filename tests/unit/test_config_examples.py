@@ -9,7 +9,10 @@ import pytest
 from llm_energy_measure.config import config_warnings, load_config, read_config_file
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "configs" / "examples"
-EXAMPLES = sorted(EXAMPLES_DIR.glob("*.y*ml")) + sorted(EXAMPLES_DIR.glob("*.json"))
+EXAMPLES = [  # study-*.yaml are study files, checked in tests/unit/test_study_config.py
+    path for path in sorted(EXAMPLES_DIR.glob("*.y*ml")) + sorted(EXAMPLES_DIR.glob("*.json"))
+    if not path.name.startswith("study-")
+]
 
 
 def test_examples_are_present() -> None:

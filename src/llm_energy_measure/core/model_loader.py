@@ -474,6 +474,16 @@ def describe_model(
     )
 
 
+def sharding_label(strategy: str, model: Any) -> str:
+    """How the weights were placed, for the result: the strategy, and for ``device_map`` the
+    devices accelerate put modules on (``device_map:0,1``, from ``model.hf_device_map``)."""
+    if strategy != "device_map":
+        return strategy
+    placed = getattr(model, "hf_device_map", None) or {}
+    devices = sorted({str(d) for d in placed.values()}, key=lambda d: (not d.isdigit(), d))
+    return f"device_map:{','.join(devices)}" if devices else "device_map"
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -632,7 +642,7 @@ def load_model_tokenizer(config: ExperimentConfig) -> LoadedModel:
         revision = hub_commit(source.hub_repo, filename, source.revision) or revision
     info = describe_model(
         model, name=display, source=source, quantization=quant, revision=revision
-    )
+    ).model_copy(update={"sharding": sharding_label(config.sharding.strategy, model)})
     logger.info(
         f"loaded {display} ({info.architecture}, {info.num_parameters / 1e6:.1f} M parameters, "
         f"{info.dtype}) on {placement.device}"

@@ -37,3 +37,6 @@ class EnvironmentInfo(FrozenModel):
     driver_version: str | None = None
     gpus: tuple[GpuInfo, ...] = ()
     energy_counters: tuple[str, ...] = ()
+    #: torch intra-op threads of the measuring process (set per process when several share a
+    #: host's CPU cores).
+    torch_num_threads: int | None = None

@@ -39,3 +39,6 @@ class ModelInfo(FrozenModel):
     quantization: QuantizationSpec = QuantizationSpec()
     random_weights: bool = False
     attn_implementation: str | None = None
+    #: How the weights were split across devices: ``none``, ``device_map`` (accelerate's big
+    #: model inference, with the devices used) or ``tensor_parallel``; None when unknown.
+    sharding: str | None = None

@@ -41,10 +41,12 @@ def collect_environment(energy_counters: tuple[str, ...] = ()) -> EnvironmentInf
     )
 
     cuda_version: str | None = None
+    torch_threads: int | None = None
     try:
         import torch
 
         cuda_version = torch.version.cuda
+        torch_threads = torch.get_num_threads()
     except ImportError:  # pragma: no cover
         pass
     gpus = get_gpus()
@@ -69,4 +71,5 @@ def collect_environment(energy_counters: tuple[str, ...] = ()) -> EnvironmentInf
         driver_version=driver,
         gpus=infos,
         energy_counters=energy_counters,
+        torch_num_threads=torch_threads,
     )

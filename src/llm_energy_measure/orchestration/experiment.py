@@ -1,8 +1,10 @@
-"""Running a whole experiment: id, state, the orchestrator, aggregation."""
+"""Running a whole experiment: id, state, the orchestrator (in this process, or launched as
+several processes and supervised), aggregation, resume."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from llm_energy_measure.config import effective_results_dir
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.core.types import EnergyReading, LoadedModel
 from llm_energy_measure.domain import AggregatedResult
+from llm_energy_measure.exceptions import AggregationError, ConfigurationError, DistributedError
 from llm_energy_measure.orchestration.runner import (
     Collaborators,
     ExperimentOrchestrator,
@@ -97,6 +100,11 @@ def energy_backend_for(
     )
 
 
+def needs_launch(config: ExperimentConfig) -> bool:
+    """True when the experiment runs as several processes (``accelerate launch``)."""
+    return config.launch.num_processes > 1 or config.launch.num_machines > 1
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -106,35 +114,61 @@ def run_experiment(
     on_progress: Callable[[str, int, int], None] | None = None,
     collaborators: Collaborators | None = None,
 ) -> AggregatedResult:
-    """Run ``config`` in this process, store raw and aggregated results, return the latter.
+    """Run ``config``, store raw and aggregated results, return the latter.
 
-    The experiment's state moves pending -> running -> completed, or to failed (with the
-    cause) / interrupted; raw results already written are never removed.
+    With ``launch.num_processes > 1`` (or several machines) the processes are started with
+    ``accelerate launch`` and supervised (see ``launch_experiment``); otherwise the experiment
+    runs in this process. The experiment's state moves pending -> running -> completed, or to
+    failed (with the cause) / interrupted; raw results already written are never removed.
     """
+    if collaborators is None and needs_launch(config):
+        launched = launch_experiment(
+            config, experiment_id=experiment_id, results_dir=results_dir,
+            config_path=config_path, on_progress=on_progress,
+        )
+        if launched.aggregated is None:
+            raise AggregationError(launched.note or "the experiment was not aggregated")
+        return launched.aggregated
     from llm_energy_measure.config import config_hash
-    from llm_energy_measure.logging import add_experiment_log, experiment_log_file, remove_log_sink
-    from llm_energy_measure.results import aggregate_results
     from llm_energy_measure.security import make_experiment_id, sanitize_experiment_id
     from llm_energy_measure.state import StateStore
 
     base = effective_results_dir(config, results_dir)
     exp_id = sanitize_experiment_id(experiment_id or make_experiment_id(config.config_name))
-    context = ProcessContext()
-    collab = collaborators or default_collaborators(base, context)
-    states = StateStore(base)
-    states.create(
+    StateStore(base).create(
         exp_id,
         config_name=config.config_name,
         config_hash=config_hash(config),
         num_processes=1,
         config_path=str(config_path) if config_path else None,
     )
+    return _run_in_process(config, exp_id, base, ProcessContext(), on_progress, collaborators)
+
+
+def _run_in_process(
+    config: ExperimentConfig,
+    exp_id: str,
+    base: Path,
+    context: ProcessContext,
+    on_progress: Callable[[str, int, int], None] | None,
+    collaborators: Collaborators | None,
+) -> AggregatedResult:
+    """Measure one rank in this process and aggregate (the experiment has a single rank)."""
+    from llm_energy_measure.logging import add_experiment_log, experiment_log_file, remove_log_sink
+    from llm_energy_measure.orchestration.resume import save_resolved_config
+    from llm_energy_measure.results import aggregate_results
+    from llm_energy_measure.state import StateStore
+
+    collab = collaborators or default_collaborators(base, context)
+    states = StateStore(base)
+    rank = context.process_index
+    save_resolved_config(base, exp_id, config)
     sink = add_experiment_log(experiment_log_file(base, exp_id))
     try:
         states.mark_running(exp_id)
-        states.mark_process(exp_id, 0, "running")
+        states.mark_process(exp_id, rank, "running")
         raw = ExperimentOrchestrator(collab, context, on_progress=on_progress).run(config, exp_id)
-        states.mark_process(exp_id, 0, "completed")
+        states.mark_process(exp_id, rank, "completed")
         aggregated = aggregate_results([raw], expected_processes=1)
         collab.repository.save_aggregated(aggregated)
         states.mark_completed(exp_id, aggregated=True)
@@ -144,8 +178,169 @@ def run_experiment(
         states.mark_interrupted(exp_id)
         raise
     except BaseException as exc:
-        states.mark_process(exp_id, 0, "failed", error=str(exc))
+        states.mark_process(exp_id, rank, "failed", error=str(exc))
         states.mark_failed(exp_id, str(exc))
         raise
     finally:
         remove_log_sink(sink)
+
+
+@dataclass(frozen=True)
+class LaunchedRun:
+    """A launched experiment that completed: its id, the aggregated result when this machine
+    holds every rank's raw result (else None, and ``note`` says what to do)."""
+
+    experiment_id: str
+    aggregated: AggregatedResult | None
+    note: str = ""
+
+
+def launch_experiment(
+    config: ExperimentConfig,
+    *,
+    experiment_id: str | None = None,
+    results_dir: Path | str | None = None,
+    config_path: Path | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> LaunchedRun:
+    """Run ``config`` as ``launch.num_processes`` processes per machine under supervision.
+
+    The id and state exist before the launch (so ``run --resume`` knows them) and the
+    resolved config is saved beside the state. Raises DistributedError naming the failed
+    rank and its cause when the launch fails (finished raw results are kept);
+    KeyboardInterrupt after stopping every rank and marking the experiment interrupted.
+    """
+    from llm_energy_measure.config import config_hash
+    from llm_energy_measure.orchestration.resume import save_resolved_config
+    from llm_energy_measure.security import make_experiment_id, sanitize_experiment_id
+    from llm_energy_measure.state import StateStore
+
+    launch = config.launch
+    if config.sharding.strategy == "tensor_parallel":
+        raise ConfigurationError(
+            "sharding.strategy 'tensor_parallel' with launch.num_processes > 1 is not supported "
+            "by `run`: every process would measure a different shard of the prompts; use "
+            "sharding.strategy: device_map with launch.num_processes: 1"
+        )
+    if launch.num_machines > 1 and not experiment_id:
+        raise ConfigurationError(
+            "launch.num_machines > 1: pass the same --experiment-id on every machine so that "
+            "their processes join one experiment"
+        )
+    base = effective_results_dir(config, results_dir).absolute()
+    exp_id = sanitize_experiment_id(experiment_id or make_experiment_id(config.config_name))
+    states = StateStore(base)
+    world = launch.num_processes * launch.num_machines
+    try:
+        states.create(
+            exp_id, config_name=config.config_name, config_hash=config_hash(config),
+            num_processes=world, config_path=str(config_path) if config_path else None,
+        )
+    except ConfigurationError:
+        # Several machines sharing one results directory: the first one created the state.
+        existing = states.load(exp_id)
+        if launch.num_machines == 1 or existing is None or \
+                existing.config_hash != config_hash(config) or existing.num_processes != world:
+            raise
+    config_file = save_resolved_config(base, exp_id, config, machine_rank=launch.machine_rank)
+    states.mark_running(exp_id)
+    return _supervise(
+        config, exp_id, base, config_file, local_processes=launch.num_processes,
+        ranks=None, num_ranks=world, on_progress=on_progress,
+    )
+
+
+def resume_experiment(
+    experiment_id: str,
+    *,
+    results_dir: Path | str | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> LaunchedRun:
+    """Run only the ranks of ``experiment_id`` that have no completion marker, then aggregate.
+
+    The config is the one saved when the experiment started. See ``orchestration.resume``
+    for how the missing ranks are run. ConfigurationError when the id is unknown or the
+    experiment already completed.
+    """
+    from llm_energy_measure.constants import resolve_results_dir
+    from llm_energy_measure.orchestration.resume import plan_resume, resolved_config_path
+    from llm_energy_measure.state import StateStore
+    from llm_energy_measure.state.heartbeat import clear_heartbeats
+
+    base = resolve_results_dir(results_dir).absolute()
+    plan = plan_resume(base, experiment_id)
+    states = StateStore(base)
+    for rank in plan.completed_ranks:
+        states.mark_process(plan.experiment_id, rank, "completed")
+    states.mark_running(plan.experiment_id)
+    clear_heartbeats(base, plan.experiment_id)
+    logger.info(f"resuming {plan.experiment_id}: running ranks {list(plan.missing_ranks)} of "
+                f"{plan.num_processes}")
+    if not needs_launch(plan.config) and plan.num_processes == 1:
+        aggregated = _run_in_process(
+            plan.config, plan.experiment_id, base, ProcessContext(), on_progress, None
+        )
+        return LaunchedRun(plan.experiment_id, aggregated)
+    return _supervise(
+        plan.config, plan.experiment_id, base, resolved_config_path(base, plan.experiment_id),
+        local_processes=len(plan.missing_ranks), ranks=plan.missing_ranks,
+        num_ranks=plan.num_processes, on_progress=on_progress,
+    )
+
+
+def _supervise(
+    config: ExperimentConfig,
+    exp_id: str,
+    base: Path,
+    config_file: Path,
+    *,
+    local_processes: int,
+    ranks: tuple[int, ...] | None,
+    num_ranks: int,
+    on_progress: Callable[[str, int, int], None] | None,
+) -> LaunchedRun:
+    from llm_energy_measure.logging import add_experiment_log, experiment_log_file, remove_log_sink
+    from llm_energy_measure.orchestration.supervisor import LaunchSpec, Supervisor
+
+    spec = LaunchSpec(
+        config_file=config_file, experiment_id=exp_id, results_dir=base, launch=config.launch,
+        local_processes=local_processes, ranks=ranks, num_ranks=num_ranks,
+    )
+    sink = add_experiment_log(experiment_log_file(base, exp_id))
+    try:
+        logger.info(f"experiment {exp_id}: launching {local_processes} process(es) on this "
+                    f"machine; ranks' output in {Supervisor(spec).log_file}")
+        outcome = Supervisor(spec, on_progress=on_progress).run()
+        if outcome.status != "completed":
+            raise DistributedError(
+                f"experiment {exp_id} failed: "
+                + (f"rank {outcome.failed_rank}: " if outcome.failed_rank is not None else "")
+                + f"{outcome.cause}; finished raw results are kept; rerun the rest with "
+                f"`llm-energy-measure run --resume {exp_id}` (ranks' output: "
+                f"{outcome.log_file})"
+            )
+        return _collect(exp_id, base, num_ranks)
+    finally:
+        remove_log_sink(sink)
+
+
+def _collect(exp_id: str, base: Path, num_ranks: int) -> LaunchedRun:
+    """The aggregated result rank 0 wrote; aggregate here if it could not (shared storage
+    filled by another machine meanwhile)."""
+    from llm_energy_measure.results import FileSystemRepository, aggregate_results
+    from llm_energy_measure.state import StateStore
+
+    repo = FileSystemRepository(base)
+    aggregated = repo.load_aggregated(exp_id)
+    if aggregated is None:
+        missing = sorted(set(range(num_ranks)) - repo.completed_ranks(exp_id))
+        if missing:
+            return LaunchedRun(exp_id, None, note=(
+                f"experiment {exp_id}: this machine's ranks completed; raw results of ranks "
+                f"{missing} are on the other machines: copy them into {repo.raw_dir / exp_id} "
+                f"and run `llm-energy-measure aggregate {exp_id}`"))
+        aggregated = aggregate_results(repo.load_all_raw(exp_id), expected_processes=num_ranks)
+        repo.save_aggregated(aggregated)
+        StateStore(base).mark_completed(exp_id, aggregated=True)
+    logger.info(f"experiment {exp_id} completed; results in {base}")
+    return LaunchedRun(exp_id, aggregated)

@@ -50,14 +50,24 @@ PromptSource = Callable[[ExperimentConfig, LoadedModel], tuple[list[Prompt], lis
 EnergyBuilder = Callable[..., tuple[EnergyMetrics | None, list[MeasurementWarning]]]
 
 
+def _no_barrier(label: str) -> None:
+    """A single process has no one to wait for."""
+
+
 @dataclass
 class ProcessContext:
-    """Where this process sits in a (possibly multi-process) experiment."""
+    """Where this process sits in a (possibly multi-process) experiment.
+
+    ``barrier(label)`` returns when every process of the launch has reached the point
+    ``label``; the orchestrator calls it around the idle baseline and at both edges of every
+    measured window, so that the windows of all processes overlap.
+    """
 
     process_index: int = 0
     num_processes: int = 1
     local_rank: int = 0
     hostname: str = field(default_factory=socket.gethostname)
+    barrier: Callable[[str], None] = _no_barrier
 
     @property
     def is_host_leader(self) -> bool:
@@ -81,22 +91,40 @@ class Collaborators:
 
 class _Window:
     """Starts the energy backend and memory window when the engine opens its measured window,
-    stops them when it closes (once, whichever of the engine or a failure closes it)."""
+    stops them when it closes (once, whichever of the engine or a failure closes it).
 
-    def __init__(self, metrics: MetricsCollector, backend: EnergyBackend) -> None:
+    With several processes, every process passes a barrier before starting and another
+    before stopping its energy backend: all energy windows then span the same system window
+    (first start to last end), so host domains measured by one process per host cover the
+    time every process of that host was measuring. A process that finishes its share early
+    waits inside its energy window; its own timing window (tokens / its time) ends when its
+    last batch does.
+    """
+
+    def __init__(
+        self,
+        metrics: MetricsCollector,
+        backend: EnergyBackend,
+        barrier: Callable[[str], None] = _no_barrier,
+    ) -> None:
         self._metrics = metrics
         self._backend = backend
+        self._barrier = barrier
         self._opened = False
         self._reading: EnergyReading | None = None
         self._memory: MemoryStats | None = None
 
     def open(self) -> None:
+        self._barrier("window_open")
         self._metrics.start_window()
         self._backend.start()
         self._opened = True
 
-    def close(self) -> None:
+    def close(self, *, synchronized: bool = True) -> None:
+        """Stop the windows; ``synchronized=False`` (after a failure) skips the barrier."""
         if self._opened and self._reading is None:
+            if synchronized:
+                self._barrier("window_close")
             self._reading = self._backend.stop()
             self._memory = self._metrics.stop_window()
 
@@ -142,8 +170,11 @@ class ExperimentOrchestrator:
             backend = self.c.energy_backend(config, self.ctx, loaded)
             baseline: dict[str, float] | None = None
             if config.energy.baseline.enabled:
+                # Every process idles together: none is loading or warming up meanwhile.
+                self.ctx.barrier("baseline_start")
                 self._report("measuring idle baseline")
                 baseline = backend.measure_baseline(config.energy.baseline.duration_s)
+                self.ctx.barrier("baseline_end")
             self._report("warming up")
             warm = run_warmup(self.c.engine, loaded, prompts, config)
             outputs, readings, cycles = self._measure(config, loaded, prompts, backend, baseline)
@@ -171,14 +202,16 @@ class ExperimentOrchestrator:
             def on_batch(n: int, base: int = done_before) -> None:
                 self._report("measuring", base + n, total)
 
-            window = _Window(self.c.metrics, backend)
+            window = _Window(self.c.metrics, backend, self.ctx.barrier)
             try:
                 output = self.c.engine.run(
                     loaded, prompts, config, cycle=cycle, on_batch_done=on_batch,
                     on_window_open=window.open, on_window_close=window.close,
                 )
-            finally:
-                window.close()  # no-op when the engine closed it; needed when it failed
+            except BaseException:
+                window.close(synchronized=False)  # the others are not waiting for a failure
+                raise
+            window.close()  # no-op when the engine closed it
             reading, memory = window.result()
             self._memories.append(memory)
             energy, _ = self.c.energy_builder(

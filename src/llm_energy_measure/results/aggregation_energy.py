@@ -36,8 +36,14 @@ class DeviceSelection:
 
 
 def select_devices(raws: Sequence[RawProcessResult]) -> DeviceSelection:
-    """Keep one reading per device id (the largest ``energy_j``; ties go to the lowest rank)."""
+    """Keep one reading per device id (the largest ``energy_j``; ties go to the lowest rank).
+
+    Readings of one device by processes whose windows do not overlap (a resumed experiment:
+    the missing ranks measured later) cover different time and are summed, the largest
+    reading of each group of overlapping windows once.
+    """
     readings: dict[str, list[tuple[int, DeviceEnergy]]] = {}
+    windows = {raw.process_index: (raw.timestamps.start, raw.timestamps.end) for raw in raws}
     for raw in raws:
         if raw.energy is None:
             continue
@@ -45,14 +51,71 @@ def select_devices(raws: Sequence[RawProcessResult]) -> DeviceSelection:
             readings.setdefault(dev.device_id, []).append((raw.process_index, dev))
     selection = DeviceSelection()
     for device_id in sorted(readings):
-        candidates = readings[device_id]
-        rank, chosen = max(candidates, key=lambda item: (item[1].energy_j, -item[0]))
+        groups = _overlapping_groups(readings[device_id], windows)
+        kept = [max(g, key=lambda item: (item[1].energy_j, -item[0])) for g in groups]
+        rank, chosen = kept[0]
+        if len(kept) > 1:
+            chosen = _sum_disjoint([dev for _, dev in kept])
+            selection.warnings.append(MeasurementWarning(
+                code="device_windows_disjoint", severity="info",
+                message=f"device {device_id} was measured in {len(kept)} separate windows "
+                        f"(processes {', '.join(str(r) for r, _ in kept)}, e.g. after a "
+                        "resume); their energies are summed"))
         selection.devices.append(chosen)
         selection.owner[device_id] = rank
-        if len(candidates) > 1:
-            selection.duplicates.append(device_id)
-            selection.warnings.append(_duplicate_warning(device_id, candidates, rank, chosen))
+        for group, (g_rank, g_chosen) in zip(groups, kept, strict=True):
+            if len(group) > 1:
+                if device_id not in selection.duplicates:
+                    selection.duplicates.append(device_id)
+                selection.warnings.append(_duplicate_warning(device_id, group, g_rank, g_chosen))
     return selection
+
+
+def _overlapping_groups(
+    candidates: list[tuple[int, DeviceEnergy]], windows: dict[int, tuple[float, float]]
+) -> list[list[tuple[int, DeviceEnergy]]]:
+    """Candidates grouped by overlapping process windows, in time order."""
+    ordered = sorted(candidates, key=lambda item: (windows[item[0]][0], item[0]))
+    groups: list[list[tuple[int, DeviceEnergy]]] = []
+    group_end = float("-inf")
+    for item in ordered:
+        start, end = windows[item[0]]
+        if groups and start <= group_end:
+            groups[-1].append(item)
+            group_end = max(group_end, end)
+        else:
+            groups.append([item])
+            group_end = end
+    return groups
+
+
+def _sum_disjoint(parts: list[DeviceEnergy]) -> DeviceEnergy:
+    """One device's readings over disjoint windows, as one reading over their total time."""
+    energy_j = sum(p.energy_j for p in parts)
+    duration_s = sum(p.duration_s for p in parts)
+    peaks = [p.peak_power_w for p in parts if p.peak_power_w is not None]
+    return parts[0].model_copy(update={
+        "energy_j": energy_j,
+        "duration_s": duration_s,
+        "mean_power_w": energy_j / duration_s if duration_s > 0 else None,
+        "peak_power_w": max(peaks) if peaks else None,
+        "static_energy_j": _sum_if_all([p.static_energy_j for p in parts]),
+        "dynamic_energy_j": _sum_if_all([p.dynamic_energy_j for p in parts]),
+        "dynamic_clamped": any(p.dynamic_clamped for p in parts),
+        "baseline_power_w": parts[0].baseline_power_w,
+    })
+
+
+def covered_by_host_leader(raw: RawProcessResult, raws: Sequence[RawProcessResult]) -> bool:
+    """True for a process with no energy figures that had nothing of its own to measure: its
+    host has no GPU and another process of the host measured the host-level domains."""
+    if raw.energy is not None or raw.environment.gpus:
+        return False
+    return any(
+        other.energy is not None
+        and any(d.scope == "host" and d.host == raw.hostname for d in other.energy.devices)
+        for other in raws if other.process_index != raw.process_index
+    )
 
 
 def _duplicate_warning(
@@ -165,7 +228,9 @@ def aggregate_energy(
                 ),
             )
         )
-    missing = [r.process_index for r in raws if r.energy is None]
+    missing = [
+        r.process_index for r in raws if r.energy is None and not covered_by_host_leader(r, raws)
+    ]
     if missing:
         warnings.append(
             MeasurementWarning(

@@ -58,6 +58,9 @@ class StudyManifest(_Model):
     updated_at: float
     status: StudyStatus = "pending"
     executor: str = "local"
+    #: The process driving the study (``study run`` / ``study resume``), to refuse a second one.
+    coordinator_pid: int | None = None
+    coordinator_host: str | None = None
     points: list[StudyPoint] = Field(default_factory=list)
     runs: list[StudyRun] = Field(default_factory=list)
     error: str | None = None

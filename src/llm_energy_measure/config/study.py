@@ -1,0 +1,161 @@
+"""Study configs: a sweep of experiments over one base config, and how to run it.
+
+A study file (YAML or JSON, read like experiment configs) names a base experiment config
+(``base``: a path relative to the study file, or ``base_config``: an inline mapping), a
+Cartesian ``sweep`` over dotted keys and/or an explicit list of ``points``, and the run policy:
+repetitions (``cycles``), run ``order``, cool-downs, per-run timeout, retries and executor.
+Loading is pure: nothing here reads devices or starts anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from llm_energy_measure.config.errors import describe_error, dotted
+from llm_energy_measure.config.overrides import check_override_key
+from llm_energy_measure.exceptions import ConfigurationError
+
+StudyOrder = Literal["sequential", "interleaved", "shuffled"]
+#: ``submitit-local`` runs the Slurm submission code with submitit's LocalExecutor (this host).
+StudyExecutorName = Literal["local", "slurm", "submitit-local"]
+STUDY_EXECUTORS: tuple[str, ...] = ("local", "slurm", "submitit-local")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class CooldownUntilIdleConfig(_Strict):
+    """Wait between runs until every GPU is back within ``temperature_margin_c`` of the idle
+    temperature measured at study start, for at most ``timeout_s``. GPU hosts only."""
+
+    enabled: bool = False
+    temperature_margin_c: float = Field(3.0, gt=0, le=100)
+    timeout_s: float = Field(120.0, ge=0, le=86_400)
+    poll_interval_s: float = Field(2.0, gt=0, le=600)
+
+
+class SlurmConfig(_Strict):
+    """Slurm resources per run (one job per run, or one array task per run)."""
+
+    partition: str | None = None
+    time_min: int = Field(60, ge=1, le=525_600, description="job time limit in minutes")
+    gpus_per_node: int = Field(1, ge=0, le=64)
+    cpus_per_task: int = Field(8, ge=1, le=1024)
+    mem_gb: float = Field(32.0, gt=0, le=65_536)
+    array_parallelism: int = Field(8, ge=1, le=100_000, description="array tasks at once")
+    job_array: bool = Field(True, description="submit all runs as one job array (parallel, "
+                            "no order or cool-down between runs); false: one job per run, "
+                            "in order, waiting for each")
+    additional_parameters: dict[str, Any] = Field(default_factory=dict,
+                                                  description="extra sbatch options")
+
+
+class StudyConfig(_Strict):
+    """One study: a base experiment config, the points to run, and the run policy."""
+
+    study_name: str = Field(min_length=1, max_length=128)
+    base: str | None = Field(None, description="base experiment config file, relative to the "
+                             "study file")
+    base_config: dict[str, Any] | None = Field(None, description="inline base experiment config")
+    sweep: dict[str, list[Any]] = Field(default_factory=dict, description="dotted key -> values "
+                                        "(Cartesian product)")
+    points: list[dict[str, Any]] = Field(default_factory=list, description="explicit override "
+                                         "mappings, run in addition to the grid")
+    cycles: int = Field(1, ge=1, le=1000, description="runs of every point")
+    order: StudyOrder = "interleaved"
+    seed: int = Field(0, ge=0, description="seed of the shuffled order")
+    cooldown_s: float = Field(0.0, ge=0, le=86_400, description="pause between runs")
+    cooldown_until_idle: CooldownUntilIdleConfig = CooldownUntilIdleConfig()
+    timeout_s: float | None = Field(None, gt=0, description="per run; null: no limit")
+    retries: int = Field(0, ge=0, le=100, description="extra attempts of a run that failed "
+                         "transiently")
+    executor: StudyExecutorName = "local"
+    slurm: SlurmConfig = SlurmConfig()
+
+    @model_validator(mode="after")
+    def _checks(self) -> StudyConfig:
+        if (self.base is None) == (self.base_config is None):
+            raise ValueError(
+                "give exactly one of 'base' (a config file path) and 'base_config' "
+                "(an inline config mapping)"
+            )
+        for key, values in self.sweep.items():
+            if not values:
+                raise ValueError(f"sweep.{key}: give at least one value")
+        return self
+
+
+def _study_section(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = StudyConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _describe_study_error(error: Any) -> str:
+    """Like ``describe_error`` but unknown keys are matched against the study models."""
+    if error["type"] != "extra_forbidden":
+        return describe_error(error)
+    loc = tuple(error["loc"])
+    model = _study_section(loc[:-1])
+    names = list(model.model_fields) if model else []
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.7)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(names)})"
+    return f"unknown key '{dotted(loc)}'" + hint
+
+
+def validate_study(data: dict[str, Any], source: str = "study") -> StudyConfig:
+    """A StudyConfig from a mapping, or ConfigurationError with one line naming the key.
+
+    Sweep and point keys are checked against the experiment config (did-you-mean on typos);
+    their values are checked later, point by point, when the study is expanded.
+    """
+    try:
+        study = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = min(errors, key=lambda e: e["type"] != "extra_forbidden")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigurationError(f"{source}: {_describe_study_error(first)}{more}") from exc
+    keyed = [("sweep", key) for key in study.sweep]
+    keyed += [(f"points[{i}]", key) for i, point in enumerate(study.points) for key in point]
+    for where, key in keyed:
+        try:
+            check_override_key([part.strip() for part in key.split(".")])
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}: {where}: {exc}") from exc
+    return study
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study file (YAML/JSON). ``base`` is returned as written; resolve it
+    with ``resolve_base_path``."""
+    from llm_energy_measure.config.loader import read_config_file
+
+    return validate_study(read_config_file(path), source=str(path))
+
+
+def resolve_base_path(study: StudyConfig, study_path: str | Path) -> Path | None:
+    """The base config file, resolved against the study file's folder (None for base_config).
+
+    Raises ConfigurationError naming the key when the file does not exist.
+    """
+    if study.base is None:
+        return None
+    base = Path(os.path.normpath(Path(study_path).parent / Path(study.base).expanduser()))
+    if not base.is_file():
+        raise ConfigurationError(
+            f"{study_path}: base: '{study.base}' not found (looked for {base}); "
+            "give a path relative to the study file"
+        )
+    return base

@@ -1,0 +1,63 @@
+"""What every study executor shares: one run's spec, its outcome, and the executor protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+#: Worker exit code for a failure worth retrying (``RetryableError``); BSD's EX_TEMPFAIL.
+EXIT_RETRYABLE = 75
+#: Worker exit code when it noticed that the process that started it is gone.
+EXIT_ORPHANED = 71
+
+OutcomeStatus = Literal["completed", "failed", "timeout"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: an experiment id, its resolved config file, where results go, its time limit.
+
+    Paths are absolute so the worker may start in another folder (a Slurm node).
+    """
+
+    experiment_id: str
+    config_path: Path
+    results_dir: Path
+    log_path: Path
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended. ``retryable``: a transient failure that another attempt may fix."""
+
+    status: OutcomeStatus
+    error: str | None = None
+    retryable: bool = False
+    duration_s: float | None = None
+
+
+class SubmittedRun(Protocol):
+    """A run handed to a batch system, not yet finished."""
+
+    job_id: str
+
+    def done(self) -> bool: ...
+
+    def outcome(self) -> RunOutcome: ...
+
+    def cancel(self) -> None: ...
+
+
+class StudyExecutor(Protocol):
+    """Runs the worker of one run at a time (``run``); a ``parallel`` executor also submits
+    many runs at once (``submit_many``, e.g. a Slurm job array)."""
+
+    name: str
+    parallel: bool
+
+    def run(self, spec: RunSpec, on_submitted: Callable[[str], None]) -> RunOutcome: ...
+
+    def submit_many(self, specs: list[RunSpec]) -> list[SubmittedRun]: ...

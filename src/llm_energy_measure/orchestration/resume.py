@@ -1,0 +1,117 @@
+"""Resuming a launched experiment: which ranks are missing, with which config.
+
+How a resume works: the parent saved the resolved config before launching
+(``<results>/state/<id>.launch/config.json``). A rank is done when its completion marker
+exists (its raw result was fully written). ``run --resume ID`` launches one process per
+missing rank and nothing else: launched process ``i`` measures the shard of missing rank
+``ranks[i]`` out of the original ``num_processes`` shards, so every prompt is measured exactly
+once over all attempts (no duplicated or lost request ids). The resumed ranks measure a
+later window than the ranks that finished before; aggregation then reports that the windows
+do not overlap, and counts host-level energy measured in separate windows once per window.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.exceptions import ConfigurationError, ResultsError
+from llm_energy_measure.results.atomic import atomic_write_text
+from llm_energy_measure.state.heartbeat import launch_dir
+
+CONFIG_FILE_NAME = "config.json"
+
+
+def resolved_config_path(base_dir: Path, experiment_id: str) -> Path:
+    """Where the resolved config of a launched experiment is saved."""
+    return launch_dir(base_dir, experiment_id) / CONFIG_FILE_NAME
+
+
+def save_resolved_config(
+    base_dir: Path, experiment_id: str, config: ExperimentConfig, *, machine_rank: int = 0
+) -> Path:
+    """Store the fully resolved config (defaults, presets, overrides applied) atomically.
+
+    Machines other than machine 0 of a multi-node run (whose configs differ only in
+    ``launch.machine_rank``) write ``config.machine<k>.json`` beside it, so that machines
+    sharing a results directory do not replace each other's file.
+    """
+    path = resolved_config_path(base_dir, experiment_id)
+    if machine_rank:
+        path = path.with_name(f"config.machine{machine_rank}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, config.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def load_resolved_config(path: Path) -> ExperimentConfig:
+    """Read a config saved by ``save_resolved_config`` (or any full config JSON/YAML file)."""
+    from llm_energy_measure.config import load_config
+
+    if path.suffix == ".json" and path.name.startswith("config") and \
+            path.parent.name.endswith(".launch"):
+        try:
+            return ExperimentConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ConfigurationError(f"--config {path}: file not found") from None
+        except ValueError as exc:
+            raise ConfigurationError(f"--config {path}: not a valid resolved config ({exc})") \
+                from None
+    return load_config(path)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What a resume runs: ``missing_ranks`` of ``num_processes`` under ``config``."""
+
+    experiment_id: str
+    config: ExperimentConfig
+    num_processes: int
+    missing_ranks: tuple[int, ...]
+    completed_ranks: tuple[int, ...]
+
+
+def plan_resume(base_dir: Path, experiment_id: str) -> ResumePlan:
+    """The ranks of ``experiment_id`` still to run, and its saved config.
+
+    Raises ConfigurationError when the id is unknown, the experiment already completed, it
+    was not launched by ``run`` (no saved config), or it spans several machines.
+    """
+    from llm_energy_measure.results import FileSystemRepository
+    from llm_energy_measure.security import sanitize_experiment_id
+    from llm_energy_measure.state import StateStore
+
+    exp_id = sanitize_experiment_id(experiment_id)
+    try:
+        state = StateStore(base_dir).load(exp_id)
+    except ResultsError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if state is None:
+        raise ConfigurationError(
+            f"--resume {exp_id}: no such experiment in {base_dir}/state; see "
+            "`llm-energy-measure results list --all` (or pass the right --results-dir)"
+        )
+    repo = FileSystemRepository(base_dir)
+    done = sorted(r for r in repo.completed_ranks(exp_id) if r < state.num_processes)
+    if state.status == "completed" or (
+        len(done) == state.num_processes and repo.has_aggregated(exp_id)
+    ):
+        raise ConfigurationError(
+            f"--resume {exp_id}: the experiment already completed; nothing to resume"
+        )
+    config_file = resolved_config_path(base_dir, exp_id)
+    if not config_file.is_file():
+        raise ConfigurationError(
+            f"--resume {exp_id}: no saved config at {config_file}; only experiments started "
+            "by `llm-energy-measure run` can be resumed"
+        )
+    config = load_resolved_config(config_file)
+    if config.launch.num_machines > 1:
+        raise ConfigurationError(
+            f"--resume {exp_id}: the experiment ran on {config.launch.num_machines} machines; "
+            "resume runs on one machine only: rerun it with a new experiment id"
+        )
+    missing = tuple(r for r in range(state.num_processes) if r not in done)
+    return ResumePlan(exp_id, config, state.num_processes, missing, tuple(done))

@@ -1,0 +1,569 @@
+"""A single-file, offline HTML report of a study: statistics table and inline SVG plots.
+
+The page has no script, no external stylesheet, font or image: inline CSS and inline SVG drawn
+by ``report_svg``. Every text from results or configs is escaped. The same inputs give the same
+bytes (no clock is read; dates come from the manifest).
+
+Per-point figures are means over the point's completed runs with a Student t 95% CI
+(``study_stats.point_statistics``); a point with one run shows its value with no interval.
+Estimated energy is marked ``*`` and announced in a banner; it is never presented as measured.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_energy_measure.domain import (
+    AggregatedResult,
+    EnvironmentInfo,
+    MetricStats,
+    UtilisationSample,
+)
+from llm_energy_measure.results.atomic import atomic_write_text
+from llm_energy_measure.results.pareto import pareto_mask
+from llm_energy_measure.results.report_svg import MUTED, PALETTE, Chart, Series, render_chart
+from llm_energy_measure.results.study_export import check_output_path, swept_keys
+from llm_energy_measure.results.study_stats import (
+    HEADLINE_METRICS,
+    internal_cycle_stats,
+    load_study_results,
+    point_statistics,
+    point_values,
+)
+
+if TYPE_CHECKING:
+    from llm_energy_measure.results.repository import FileSystemRepository
+    from llm_energy_measure.state.study_models import StudyManifest
+
+#: At most this many swept keys get their own "energy per token vs parameter" plot.
+MAX_PARAMETER_PLOTS = 4
+_BASE = "(base)"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;
+color:#202124;background:#fafafa;max-width:1200px}
+h1{font-size:24px;margin:0 0 8px}h3{font-size:15px;margin:16px 0 6px}
+h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #dadce0;padding-bottom:4px}
+table{border-collapse:collapse;font-size:13px;background:#fff}
+th,td{border:1px solid #dadce0;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f1f3f4}td.num{text-align:right;white-space:nowrap}
+.ci{color:#5f6368;font-size:11px}.hv{color:#b06000;font-weight:600}
+.banner{background:#fce8e6;border:1px solid #d93025;color:#a50e0e;padding:10px 14px;
+margin:12px 0;border-radius:4px}
+.note{color:#5f6368;font-size:13px}.wrap{overflow-x:auto}
+figure{margin:16px 0;background:#fff;border:1px solid #dadce0;display:inline-block}
+figcaption{font-size:12px;color:#5f6368;padding:4px 8px;max-width:740px}
+code{background:#f1f3f4;padding:0 3px}
+"""
+
+
+@dataclass(frozen=True)
+class StudyReportData:
+    """What the report shows: the manifest, each point's aggregated results (one per completed
+    run) and the utilisation samples of one run (for the time-series plot)."""
+
+    manifest: StudyManifest
+    results_by_point: Mapping[str, Sequence[AggregatedResult]]
+    timeseries_experiment_id: str | None = None
+    timeseries: tuple[UtilisationSample, ...] = ()
+
+
+def load_study_report_data(manifest: StudyManifest, repo: FileSystemRepository) -> StudyReportData:
+    """Load the results of every completed run and the time series of the first completed run
+    (in execution order) whose raw results hold samples."""
+    results_by_point = load_study_results(manifest, repo)
+    completed = sorted(
+        (r.order_index, r.point_id, r.cycle, r.experiment_id)
+        for r in manifest.runs if r.status == "completed" and r.experiment_id
+    )
+    for *_, experiment_id in completed:
+        samples = tuple(s for raw in repo.load_all_raw(experiment_id) for s in raw.timeseries)
+        if samples:
+            return StudyReportData(manifest, results_by_point, experiment_id, samples)
+    return StudyReportData(manifest, results_by_point)
+
+
+def write_study_report(manifest: StudyManifest, repo: FileSystemRepository, path: Path) -> Path:
+    """Render the study's report and write it atomically to ``path``; returns ``path``."""
+    path = check_output_path(Path(path))
+    html = render_study_report(load_study_report_data(manifest, repo))
+    atomic_write_text(path, html)
+    return path
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _date(epoch_s: float | None) -> str:
+    if epoch_s is None:
+        return "n/a"
+    moment = _dt.datetime.fromtimestamp(epoch_s, tz=_dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+#: Display scale and unit of each headline metric in the table.
+_DISPLAY: dict[str, tuple[float, str]] = {
+    "output_tokens_per_s": (1.0, "tok/s"),
+    "total_tokens_per_s": (1.0, "tok/s"),
+    "energy_per_output_token_j": (1.0, "J"),
+    "total_energy_j": (1.0, "J"),
+    "mean_power_w": (1.0, "W"),
+    "ttft_p50_s": (1000.0, "ms"),
+    "ttft_p99_s": (1000.0, "ms"),
+    "itl_p50_s": (1000.0, "ms"),
+    "itl_p99_s": (1000.0, "ms"),
+    "e2e_p50_s": (1000.0, "ms"),
+    "mfu": (100.0, "%"),
+}
+_ENERGY_KEYS = {"energy_per_output_token_j", "total_energy_j", "mean_power_w"}
+
+
+def _stat_cell(values: Sequence[float], stats: MetricStats | None, scale: float,
+               estimated: bool) -> str:
+    star = "*" if estimated else ""
+    if not values:
+        return '<td class="num">n/a</td>'
+    if stats is None:
+        return (f'<td class="num">{escape(_fmt(values[0] * scale))}{star}'
+                f'<div class="ci">n=1, no CI</div></td>')
+    half = (stats.ci95_high - stats.ci95_low) / 2 * scale
+    if half <= abs(stats.mean * scale) * 1e-9:  # rounding noise of identical values
+        half = 0.0
+    hv = ""
+    if stats.high_variance:
+        cv = "" if stats.cv is None else f" cv {stats.cv * 100:.0f}%"
+        hv = f'<div class="hv">high variance{escape(cv)}</div>'
+    return (
+        f'<td class="num">{escape(_fmt(stats.mean * scale))}{star} ± {escape(_fmt(half, 2))}'
+        f'<div class="ci">[{escape(_fmt(stats.ci95_low * scale))}, '
+        f'{escape(_fmt(stats.ci95_high * scale))}] n={stats.n}</div>{hv}</td>'
+    )
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _points_with_runs(data: StudyReportData) -> list[tuple[int, str, str]]:
+    """(tag number, point id, label) of points with at least one run, in manifest order."""
+    out: list[tuple[int, str, str]] = []
+    for point in data.manifest.points:
+        if data.results_by_point.get(point.point_id):
+            out.append((len(out) + 1, point.point_id, point.label))
+    return out
+
+
+def _estimated_points(data: StudyReportData) -> set[str]:
+    return {
+        pid for pid, results in data.results_by_point.items()
+        if any(r.energy is not None and r.energy.estimated for r in results)
+    }
+
+
+def _header(data: StudyReportData) -> str:
+    m = data.manifest
+    completed = sum(1 for r in m.runs if r.status == "completed")
+    rows = [
+        ("study id", m.study_id),
+        ("study hash", m.study_hash),
+        ("created", _date(m.created_at)),
+        ("last updated", _date(m.updated_at)),
+        ("status", m.status),
+        ("points", str(len(m.points))),
+        ("runs completed", f"{completed} of {len(m.runs)}"),
+        ("executor", m.executor),
+    ]
+    if m.base_config_path:
+        rows.append(("base config", m.base_config_path))
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return f"<h1>Study report: {escape(m.study_name)}</h1><table>{body}</table>"
+
+
+def _environment(results: Iterable[AggregatedResult]) -> str:
+    envs: dict[str, EnvironmentInfo] = {}
+    for r in results:
+        if r.environment is not None:
+            envs.setdefault(r.environment.model_dump_json(), r.environment)
+    if not envs:
+        return '<h2>Environment</h2><p class="note">No environment recorded.</p>'
+    env = next(iter(envs.values()))
+    gpu_names: dict[str, int] = {}
+    for gpu in env.gpus:
+        gpu_names[gpu.name] = gpu_names.get(gpu.name, 0) + 1
+    gpus = ", ".join(f"{n} x {name}" for name, n in gpu_names.items()) or "none"
+    rows = [
+        ("host", env.hostname), ("OS", env.os), ("CPU", env.cpu_model or "n/a"),
+        ("GPUs", gpus), ("GPU driver", env.driver_version or "n/a"),
+        ("CUDA", env.cuda_version or "n/a"), ("Python", env.python_version),
+        ("torch", env.torch_version or "n/a"),
+        ("transformers", env.transformers_version or "n/a"),
+        ("llm-energy-measure", env.package_version),
+        ("energy counters", ", ".join(env.energy_counters) or "none"),
+    ]
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    note = ""
+    if len(envs) > 1:
+        hosts = sorted({e.hostname for e in envs.values()})
+        note = (f'<p class="note">The runs used {len(envs)} different environments (hosts: '
+                f"{escape(', '.join(hosts))}); the first is shown.</p>")
+    return f"<h2>Environment</h2><table>{body}</table>{note}"
+
+
+def _banners(data: StudyReportData, tags: Mapping[str, int]) -> str:
+    out = []
+    estimated = _estimated_points(data)
+    if estimated:
+        names = ", ".join(f"#{tags[p]}" for p in sorted(estimated, key=lambda p: tags.get(p, 0))
+                          if p in tags)
+        out.append(
+            '<div class="banner"><strong>Estimated energy.</strong> Energy figures of points '
+            f"{escape(names)} are ESTIMATES (no hardware counter or power sensor was "
+            "available), not measurements. They are marked * and must not be compared with "
+            "measured figures.</div>"
+        )
+    missing = sorted(tags[pid] for pid, results in data.results_by_point.items()
+                     if pid in tags and any(r.energy is None for r in results))
+    if missing:
+        out.append('<div class="banner">No energy was measured for some runs of points '
+                   f"{escape(', '.join(f'#{t}' for t in missing))}.</div>")
+    return "".join(out)
+
+
+#: The statistics are shown as two tables (so that each fits the page width).
+_TABLE_GROUPS = (
+    ("Throughput, energy and compute",
+     ("output_tokens_per_s", "total_tokens_per_s", "energy_per_output_token_j",
+      "total_energy_j", "mean_power_w", "mfu")),
+    ("Latency per request",
+     ("ttft_p50_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s", "e2e_p50_s")),
+)
+
+
+def _stats_table(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
+    values = point_values(data.results_by_point)
+    stats = point_statistics(data.results_by_point)
+    estimated = _estimated_points(data)
+    by_key = {m.key: m for m in HEADLINE_METRICS}
+    tables = []
+    for title, keys in _TABLE_GROUPS:
+        metrics = [by_key[k] for k in keys]
+        head = "".join(
+            f"<th>{escape(m.label)} ({escape(_DISPLAY[m.key][1])})</th>" for m in metrics
+        )
+        rows = []
+        for tag, pid, label in points:
+            cells = "".join(
+                _stat_cell(values[pid][m.key], stats[pid].get(m.key), _DISPLAY[m.key][0],
+                           pid in estimated and m.key in _ENERGY_KEYS)
+                for m in metrics
+            )
+            runs = len(data.results_by_point[pid])
+            rows.append(f"<tr><td>#{tag}</td><td>{escape(label)}<div class='ci'>"
+                        f"{escape(pid)}</div></td><td class='num'>{runs}</td>{cells}</tr>")
+        tables.append(
+            f"<h3>{escape(title)}</h3><div class='wrap'><table><tr><th>#</th><th>point</th>"
+            f"<th>runs</th>{head}</tr>{''.join(rows)}</table></div>"
+        )
+    inner = internal_cycle_stats(data.results_by_point)
+    with_cycles = sum(len(v) for v in inner.values())
+    cycles_note = (
+        f'<p class="note">{with_cycles} run(s) also repeated their workload internally; those '
+        "within-run cycle statistics stay in each experiment's result and are not mixed into "
+        "the run-to-run figures above.</p>" if with_cycles else ""
+    )
+    return (
+        "<h2>Per-point statistics</h2>"
+        '<p class="note">Mean ± half-width of the 95% confidence interval (Student t) over '
+        "each point's completed runs (one run = one cycle of the study); the interval and the "
+        "number of runs are below each value. <span class='hv'>high variance</span> marks a "
+        "coefficient of variation above 10%. Latencies are per request (TTFT: time to first "
+        "token, ITL: inter-token latency). * = estimated energy.</p>"
+        f"{''.join(tables)}{cycles_note}"
+    )
+
+
+def _warnings(results: Iterable[AggregatedResult]) -> str:
+    counts: dict[tuple[str, str], int] = {}
+    for r in results:
+        for w in r.warnings:
+            counts[(w.severity, w.code)] = counts.get((w.severity, w.code), 0) + 1
+    if not counts:
+        return ""
+    body = "".join(
+        f"<tr><td>{escape(sev)}</td><td><code>{escape(code)}</code></td>"
+        f"<td class='num'>{n}</td></tr>"
+        for (sev, code), n in sorted(counts.items())
+    )
+    return ("<h2>Measurement warnings</h2><table><tr><th>severity</th><th>code</th>"
+            f"<th>runs</th></tr>{body}</table>")
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+def _energy_scale(values: Iterable[float]) -> tuple[float, str]:
+    """Joules, or millijoules when every value is below 0.1 J (readable tick labels)."""
+    vals = [abs(v) for v in values]
+    return (1000.0, "mJ") if vals and max(vals) < 0.1 else (1.0, "J")
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+def _estimate_caption(data: StudyReportData) -> str:
+    if not _estimated_points(data):
+        return ""
+    return " Some plotted energy figures are estimates (points marked * in the table)."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return _BASE
+    return str(value)
+
+
+def _parameter_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]],
+                    key: str, keys: Sequence[str]) -> str:
+    m = data.manifest
+    values = point_values(data.results_by_point)
+    stats = point_statistics(data.results_by_point)
+    epj = [v for _, pid, _ in points for v in values[pid]["energy_per_output_token_j"]]
+    scale, unit = _energy_scale(epj)
+    raw_x: dict[str, Any] = {pid: m.point(pid).overrides.get(key) for _, pid, _ in points}
+    numeric = all(_is_number(v) for v in raw_x.values())
+    labels: list[str] = []
+    for v in raw_x.values():
+        if _value_text(v) not in labels:
+            labels.append(_value_text(v))
+
+    def x_of(pid: str) -> float:
+        value = raw_x[pid]
+        return float(value) if numeric else float(labels.index(_value_text(value)))
+    others = [k for k in keys if k != key]
+    groups: dict[str, list[str]] = {}
+    for _, pid, _ in points:
+        ov = m.point(pid).overrides
+        name = ", ".join(f"{k}={_value_text(ov.get(k))}" for k in others) or "all points"
+        groups.setdefault(name, []).append(pid)
+    series = []
+    for i, (name, pids) in enumerate(groups.items()):
+        rows = []
+        for pid in pids:
+            found = values[pid]["energy_per_output_token_j"]
+            if not found:
+                continue
+            s = stats[pid].get("energy_per_output_token_j")
+            mean = math.fsum(found) / len(found)
+            err = None if s is None else (s.ci95_low * scale, s.ci95_high * scale)
+            rows.append((x_of(pid), mean * scale, err))
+        rows.sort(key=lambda r: r[0])
+        series.append(Series(
+            name=name, points=[(x, y) for x, y, _ in rows], errors=[e for _, _, e in rows],
+            color=PALETTE[i % len(PALETTE)],
+        ))
+    chart = Chart(
+        title=f"Energy per output token vs {key}",
+        x_label=key, y_label=f"energy per output token ({unit})", series=series,
+        categories=None if numeric else labels,
+        note="error bars: 95% CI over runs (none with a single run)",
+    )
+    return _figure(render_chart(chart), f"Mean energy per output token of each point against "
+                   f"{key}; one line per combination of the other swept parameters."
+                   + _estimate_caption(data))
+
+
+def _labels_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
+    """Energy per token per point, when there is no swept parameter to put on the x axis."""
+    values = point_values(data.results_by_point)
+    stats = point_statistics(data.results_by_point)
+    epj = [v for _, pid, _ in points for v in values[pid]["energy_per_output_token_j"]]
+    scale, unit = _energy_scale(epj)
+    xy, errs = [], []
+    for i, (_, pid, _) in enumerate(points):
+        mean = _mean(values[pid]["energy_per_output_token_j"])
+        if mean is None:
+            continue
+        s = stats[pid].get("energy_per_output_token_j")
+        xy.append((float(i), mean * scale))
+        errs.append(None if s is None else (s.ci95_low * scale, s.ci95_high * scale))
+    chart = Chart(
+        title="Energy per output token by point", x_label="point",
+        y_label=f"energy per output token ({unit})",
+        series=[Series("mean over runs", xy, errors=errs, line=False)],
+        categories=[f"#{tag}" for tag, _, _ in points],
+        note="error bars: 95% CI over runs (none with a single run)",
+    )
+    return _figure(render_chart(chart), "Mean energy per output token of each point."
+                   + _estimate_caption(data))
+
+
+def _means(data: StudyReportData, points: Sequence[tuple[int, str, str]]
+           ) -> list[dict[str, Any]]:
+    values = point_values(data.results_by_point)
+    estimated = _estimated_points(data)
+    out = []
+    for tag, pid, _ in points:
+        star = "*" if pid in estimated else ""
+        row: dict[str, Any] = {"tag": f"#{tag}{star}", "point_id": pid}
+        for m in HEADLINE_METRICS:
+            row[m.key] = _mean(values[pid][m.key])
+        out.append(row)
+    return out
+
+
+def _throughput_power_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
+    means = _means(data, points)
+    runs = [
+        (r.energy.mean_power_w, r.inference.output_tokens_per_s)
+        for _, pid, _ in points for r in data.results_by_point[pid]
+        if r.energy is not None and r.energy.mean_power_w is not None
+    ]
+    ok = [m for m in means if m["mean_power_w"] is not None]
+    chart = Chart(
+        title="Output throughput vs mean power",
+        x_label="mean power (W)", y_label="output throughput (tok/s)",
+        series=[
+            Series("single runs", runs, color=MUTED, line=False, marker_radius=3),
+            Series("point mean", [(m["mean_power_w"], m["output_tokens_per_s"]) for m in ok],
+                   color=PALETTE[0], line=False, labels=[m["tag"] for m in ok]),
+        ],
+    )
+    return _figure(render_chart(chart), "Each labelled marker is a point's mean over its runs "
+                   "(labels as in the statistics table; * = estimated energy); grey markers are "
+                   "single runs.")
+
+
+def _pareto_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]], *,
+                 x_key: str, x_label: str, x_scale: float, maximize_x: bool) -> str:
+    means = [m for m in _means(data, points)
+             if m["energy_per_output_token_j"] is not None and m[x_key] is not None]
+    scale, unit = _energy_scale(m["energy_per_output_token_j"] for m in means)
+    mask = pareto_mask(
+        means, minimize=("energy_per_output_token_j",) + (() if maximize_x else (x_key,)),
+        maximize=(x_key,) if maximize_x else (),
+    )
+    front = sorted((m for m, on in zip(means, mask, strict=True) if on), key=lambda m: m[x_key])
+    rest = [m for m, on in zip(means, mask, strict=True) if not on]
+
+    def xy(rows: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+        return [(m[x_key] * x_scale, m["energy_per_output_token_j"] * scale) for m in rows]
+
+    goal = "higher throughput" if maximize_x else "lower latency"
+    chart = Chart(
+        title=f"Pareto frontier: energy per token vs {x_label.split(' (')[0]}",
+        x_label=x_label, y_label=f"energy per output token ({unit})",
+        series=[
+            Series("dominated", xy(rest), color=MUTED, line=False,
+                   labels=[m["tag"] for m in rest]),
+            Series("Pareto frontier", xy(front), color=PALETTE[3],
+                   labels=[m["tag"] for m in front], marker_radius=5),
+        ],
+        note=f"better: lower energy per token and {goal} (point means over runs)",
+    )
+    return _figure(render_chart(chart), f"Points on the frontier are not beaten on both "
+                   f"energy per token and {goal} by any other point.")
+
+
+def _timeseries_plot(data: StudyReportData) -> str:
+    samples = data.timeseries
+    if not samples:
+        return '<p class="note">No run of this study recorded a power time series.</p>'
+    use_power = any(s.power_w is not None for s in samples)
+    field = "power_w" if use_power else "utilisation_pct"
+    t0 = min(s.t_s for s in samples)
+    by_device: dict[str, list[tuple[float, float]]] = {}
+    for s in sorted(samples, key=lambda s: (s.device_id, s.t_s)):
+        value = getattr(s, field)
+        if value is not None:
+            by_device.setdefault(s.device_id, []).append((s.t_s - t0, float(value)))
+    series = [Series(dev, pts, color=PALETTE[i % len(PALETTE)], marker=len(pts) < 40,
+                     marker_radius=2.5, line_width=1.5)
+              for i, (dev, pts) in enumerate(sorted(by_device.items()))]
+    what = "power (W)" if use_power else "utilisation (%)"
+    chart = Chart(
+        title=f"{'Power' if use_power else 'Utilisation'} during run "
+              f"{data.timeseries_experiment_id}",
+        x_label="time since first sample (s)", y_label=what, series=series,
+        y_from_zero=True,
+    )
+    caption = ("Sampled power of each device during the first completed run with samples."
+               if use_power else "No power samples were recorded; utilisation is shown instead.")
+    return _figure(render_chart(chart), caption)
+
+
+def _points_legend(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
+    rows = "".join(
+        f"<tr><td>#{tag}</td><td>{escape(label)}</td>"
+        f"<td>{escape(', '.join(r.experiment_id for r in data.results_by_point[pid]))}</td></tr>"
+        for tag, pid, label in points
+    )
+    return ("<h2>Runs of each point</h2><div class='wrap'><table><tr><th>#</th><th>point</th>"
+            f"<th>experiments</th></tr>{rows}</table></div>")
+
+
+def render_study_report(data: StudyReportData) -> str:
+    """The complete HTML page (a string) for a study; deterministic for the same inputs."""
+    from llm_energy_measure import __version__
+
+    points = _points_with_runs(data)
+    tags = {pid: tag for tag, pid, _ in points}
+    all_results = [r for _, pid, _ in points for r in data.results_by_point[pid]]
+    parts = [_header(data), _banners(data, tags), _environment(all_results)]
+    if not points:
+        parts.append('<p class="note">No completed runs yet: nothing to report.</p>')
+    else:
+        parts.append(_stats_table(data, points))
+        parts.append("<h2>Energy per output token</h2>")
+        keys = swept_keys(data.manifest)
+        if keys:
+            parts.extend(_parameter_plot(data, points, k, keys) for k in keys[:MAX_PARAMETER_PLOTS])
+            if len(keys) > MAX_PARAMETER_PLOTS:
+                parts.append(f'<p class="note">{len(keys) - MAX_PARAMETER_PLOTS} more swept '
+                             "parameters are not plotted.</p>")
+        else:
+            parts.append(_labels_plot(data, points))
+        parts.append("<h2>Throughput and power</h2>")
+        parts.append(_throughput_power_plot(data, points))
+        parts.append("<h2>Pareto frontiers</h2>")
+        parts.append(_pareto_plot(data, points, x_key="e2e_p50_s",
+                                  x_label="end-to-end latency p50 (ms)", x_scale=1000.0,
+                                  maximize_x=False))
+        parts.append(_pareto_plot(data, points, x_key="output_tokens_per_s",
+                                  x_label="output throughput (tok/s)", x_scale=1.0,
+                                  maximize_x=True))
+        parts.append("<h2>Time series</h2>")
+        parts.append(_timeseries_plot(data))
+        parts.append(_warnings(all_results))
+        parts.append(_points_legend(data, points))
+    parts.append(f'<p class="note">Generated by llm-energy-measure {escape(__version__)} from '
+                 f"study manifest {escape(data.manifest.study_id)}.</p>")
+    title = escape(f"Study report: {data.manifest.study_name}")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(p for p in parts if p)
+        + "</body></html>\n"
+    )

@@ -1,0 +1,213 @@
+"""Export a study: one row per completed run, and a per-point statistics table.
+
+Run rows start with ``study_id``, ``point_id``, ``point_label``, one ``param.<dotted key>``
+column per swept key (the point's override; empty when the point does not set it) and
+``cycle``, then the flattened aggregated result (``results.exporters.flatten_result``: units
+in the column names). Point rows hold ``point_id``, ``point_label``, the ``param.*`` columns,
+``runs`` and, for every headline metric (``study_stats.HEADLINE_METRICS``), ``<metric>.n``,
+``.mean``, ``.std``, ``.cv``, ``.ci95_low``, ``.ci95_high`` and ``.high_variance`` over the
+point's runs (only ``n`` and ``mean`` with a single run).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_energy_measure.domain import AggregatedResult
+from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
+from llm_energy_measure.results.atomic import atomic_write_bytes, atomic_write_text
+from llm_energy_measure.results.exporters import Scalar, flatten_result
+from llm_energy_measure.results.study_stats import (
+    HEADLINE_METRICS,
+    load_study_results,
+    point_statistics,
+    point_values,
+)
+
+if TYPE_CHECKING:
+    from llm_energy_measure.results.repository import FileSystemRepository
+    from llm_energy_measure.state.study_models import StudyManifest
+
+STUDY_EXPORT_FORMATS = ("csv", "json", "parquet")
+PARAM_PREFIX = "param."
+
+
+def swept_keys(manifest: StudyManifest) -> list[str]:
+    """Every override key of the study's valid points, in first-seen order."""
+    keys: dict[str, None] = {}
+    for point in manifest.points:
+        if point.valid:
+            for key in point.overrides:
+                keys.setdefault(key, None)
+    return list(keys)
+
+
+def _scalar(value: Any) -> Scalar:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _params(manifest: StudyManifest, point_id: str, keys: Sequence[str]) -> dict[str, Scalar]:
+    overrides = manifest.point(point_id).overrides
+    return {f"{PARAM_PREFIX}{k}": _scalar(overrides.get(k)) for k in keys}
+
+
+def run_rows(
+    manifest: StudyManifest, results_by_point: Mapping[str, Sequence[AggregatedResult]]
+) -> list[dict[str, Scalar]]:
+    """One flat row per completed run (point order of the manifest, then cycle order)."""
+    keys = swept_keys(manifest)
+    cycles = {r.experiment_id: r.cycle for r in manifest.runs if r.experiment_id}
+    rows: list[dict[str, Scalar]] = []
+    for point in manifest.points:
+        for result in results_by_point.get(point.point_id, ()):
+            row: dict[str, Scalar] = {
+                "study_id": manifest.study_id,
+                "point_id": point.point_id,
+                "point_label": point.label,
+                **_params(manifest, point.point_id, keys),
+                "cycle": cycles.get(result.experiment_id),
+            }
+            row.update(flatten_result(result))
+            rows.append(row)
+    return rows
+
+
+def point_rows(
+    manifest: StudyManifest, results_by_point: Mapping[str, Sequence[AggregatedResult]]
+) -> list[dict[str, Scalar]]:
+    """One row per point with runs: mean, std, cv and 95% CI of every headline metric."""
+    keys = swept_keys(manifest)
+    values = point_values(results_by_point)
+    stats = point_statistics(results_by_point)
+    rows: list[dict[str, Scalar]] = []
+    for point in manifest.points:
+        runs = results_by_point.get(point.point_id)
+        if not runs:
+            continue
+        row: dict[str, Scalar] = {
+            "point_id": point.point_id,
+            "point_label": point.label,
+            **_params(manifest, point.point_id, keys),
+            "runs": len(runs),
+        }
+        for metric in HEADLINE_METRICS:
+            found = values[point.point_id][metric.key]
+            s = stats[point.point_id].get(metric.key)
+            row[f"{metric.key}.n"] = len(found)
+            row[f"{metric.key}.mean"] = (
+                s.mean if s is not None else (found[0] if found else None)
+            )
+            row[f"{metric.key}.std"] = None if s is None else s.std
+            row[f"{metric.key}.cv"] = None if s is None else s.cv
+            row[f"{metric.key}.ci95_low"] = None if s is None else s.ci95_low
+            row[f"{metric.key}.ci95_high"] = None if s is None else s.ci95_high
+            row[f"{metric.key}.high_variance"] = None if s is None else s.high_variance
+        rows.append(row)
+    return rows
+
+
+def _columns(rows: Sequence[Mapping[str, Scalar]]) -> list[str]:
+    columns: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            columns.setdefault(key, None)
+    return list(columns)
+
+
+def _write_csv(rows: Sequence[Mapping[str, Scalar]], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _arrow_values(values: list[Scalar]) -> list[Scalar]:
+    """One Arrow type per column: ints mixed with floats become floats, other mixes text."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds <= {int, float} and float in kinds:
+        return [None if v is None else float(v) for v in values]  # type: ignore[arg-type]
+    if len(kinds) > 1:
+        return [None if v is None else str(v) for v in values]
+    return values
+
+
+def _write_parquet(rows: Sequence[Mapping[str, Scalar]], path: Path) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingExtraError("parquet", "pyarrow", "Parquet export") from None
+    table = pa.table({c: _arrow_values([row.get(c) for row in rows]) for c in _columns(rows)})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def check_output_path(path: Path) -> Path:
+    """``path`` as a Path when its folder exists and it is not a folder (else
+    ConfigurationError naming it)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ConfigurationError(
+            f"output folder {str(path.parent)!r} does not exist; create it or choose another "
+            "output path"
+        )
+    if path.is_dir():
+        raise ConfigurationError(f"output {str(path)!r} is a folder; give a file name")
+    return path
+
+
+def export_study(
+    manifest: StudyManifest,
+    repo: FileSystemRepository,
+    fmt: str,
+    path: Path,
+    *,
+    point_stats_path: Path | None = None,
+) -> Path:
+    """Write the study's run rows to ``path`` as csv, parquet or json; returns ``path``.
+
+    JSON holds ``{"study": {...}, "runs": [...], "points": [...]}`` (points = per-point
+    statistics). For CSV and Parquet, ``point_stats_path`` (optional) receives the per-point
+    statistics table in the same format. Parquet needs the ``parquet`` extra.
+    """
+    fmt = fmt.lower()
+    if fmt not in STUDY_EXPORT_FORMATS:
+        raise ConfigurationError(
+            f"--format must be one of {', '.join(STUDY_EXPORT_FORMATS)}, got {fmt!r}"
+        )
+    path = check_output_path(path)
+    if point_stats_path is not None:
+        point_stats_path = check_output_path(point_stats_path)
+    results_by_point = load_study_results(manifest, repo)
+    runs = run_rows(manifest, results_by_point)
+    points = point_rows(manifest, results_by_point)
+    if fmt == "json":
+        payload = {
+            "study": {
+                "study_id": manifest.study_id,
+                "study_name": manifest.study_name,
+                "study_hash": manifest.study_hash,
+                "swept_keys": swept_keys(manifest),
+            },
+            "runs": runs,
+            "points": points,
+        }
+        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+        if point_stats_path is not None:
+            atomic_write_text(point_stats_path, json.dumps(points, indent=2) + "\n")
+        return path
+    writer = _write_csv if fmt == "csv" else _write_parquet
+    writer(runs, path)
+    if point_stats_path is not None:
+        writer(points, point_stats_path)
+    return path
