@@ -150,7 +150,9 @@ def flatten_results(
     return columns, rows
 
 
-def _check_output(path: Path) -> Path:
+def check_output_path(path: Path) -> Path:
+    """``path`` as a Path when its folder exists and it is not a folder (else
+    ConfigurationError naming it)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigurationError(
@@ -172,7 +174,7 @@ def export_csv(
 
     Empty cells are None; floats are written with full precision (``repr``).
     """
-    path = _check_output(path)
+    path = check_output_path(path)
     columns, rows = flatten_results(results, exclude=exclude)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
@@ -185,7 +187,7 @@ def export_csv(
 
 def export_json(results: Sequence[ExportableResult], path: Path) -> Path:
     """Write the full results as a JSON list (the stored format of each); returns path."""
-    path = _check_output(path)
+    path = check_output_path(path)
     payload = [r.model_dump(mode="json") for r in results]
     atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     return path
@@ -221,7 +223,7 @@ def export_parquet(
         import pyarrow.parquet as pq
     except ImportError:
         raise MissingExtraError("parquet", "pyarrow", "Parquet export") from None
-    path = _check_output(path)
+    path = check_output_path(path)
     table = pa.table(columnar(results, exclude=exclude))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)

@@ -26,9 +26,10 @@ from llm_energy_measure.domain import (
     UtilisationSample,
 )
 from llm_energy_measure.results.atomic import atomic_write_text
+from llm_energy_measure.results.exporters import check_output_path
 from llm_energy_measure.results.pareto import pareto_mask
 from llm_energy_measure.results.report_svg import MUTED, PALETTE, Chart, Series, render_chart
-from llm_energy_measure.results.study_export import check_output_path, swept_keys
+from llm_energy_measure.results.study_export import swept_keys
 from llm_energy_measure.results.study_stats import (
     HEADLINE_METRICS,
     internal_cycle_stats,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
 from llm_energy_measure.results.atomic import atomic_write_bytes, atomic_write_text
-from llm_energy_measure.results.exporters import Scalar, flatten_result
+from llm_energy_measure.results.exporters import Scalar, check_output_path, flatten_result
 from llm_energy_measure.results.study_stats import (
     HEADLINE_METRICS,
     load_study_results,
@@ -150,20 +150,6 @@ def _write_parquet(rows: Sequence[Mapping[str, Scalar]], path: Path) -> None:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
-
-
-def check_output_path(path: Path) -> Path:
-    """``path`` as a Path when its folder exists and it is not a folder (else
-    ConfigurationError naming it)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ConfigurationError(
-            f"output folder {str(path.parent)!r} does not exist; create it or choose another "
-            "output path"
-        )
-    if path.is_dir():
-        raise ConfigurationError(f"output {str(path)!r} is a folder; give a file name")
-    return path
 
 
 def export_study(
