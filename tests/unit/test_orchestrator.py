@@ -179,3 +179,15 @@ def test_failure_is_recorded_with_its_cause_and_cleanup_runs(tmp_path: Path) -> 
     assert state.error is not None and "out of memory" in state.error
     assert backend.closed == 1
     assert not FileSystemRepository(tmp_path).has_aggregated("bad")
+
+
+def test_a_cycle_too_short_for_the_gpu_counter_is_warned_even_when_the_sum_is_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(globals(), "WINDOW_S", 0.6)  # 2 cycles: 1.2 s in all, 0.6 s each (< 1 s)
+    engine, backend = FakeEngine(), FakeBackend()
+    run_experiment(_config(cycles=2), experiment_id="short", results_dir=tmp_path,
+                   collaborators=_collab(tmp_path, engine, backend))
+    raw = FileSystemRepository(tmp_path).load_all_raw("short")[0]
+    shorts = [w for w in raw.warnings if w.code == "short_window"]
+    assert len(shorts) == 1 and "0.6" in shorts[0].message

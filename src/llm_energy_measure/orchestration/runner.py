@@ -192,6 +192,7 @@ class ExperimentOrchestrator:
         baseline: dict[str, float] | None,
     ) -> tuple[list[InferenceOutput], list[EnergyReading], list[CycleMetrics]]:
         self._memories: list[MemoryStats] = []
+        self._cycle_warnings: list[MeasurementWarning] = []
         outputs: list[InferenceOutput] = []
         readings: list[EnergyReading] = []
         cycles: list[CycleMetrics] = []
@@ -214,7 +215,7 @@ class ExperimentOrchestrator:
             window.close()  # no-op when the engine closed it
             reading, memory = window.result()
             self._memories.append(memory)
-            energy, _ = self.c.energy_builder(
+            energy, cycle_warnings = self.c.energy_builder(
                 reading,
                 baseline_power_w=baseline,
                 window_s=output.window.duration_s,
@@ -222,6 +223,7 @@ class ExperimentOrchestrator:
                 num_requests=len(output.requests),
                 config=config.energy,
             )
+            self._cycle_warnings.extend(cycle_warnings)
             outputs.append(output)
             readings.append(reading)
             cycles.append(cycle_metrics(cycle, output, energy))
@@ -313,6 +315,9 @@ class ExperimentOrchestrator:
         found.extend(output.warnings)
         found.extend(reading.warnings)
         found.extend(energy_warnings)
+        # Per-cycle checks (e.g. a cycle too short for the counter) are kept too; duplicates
+        # of the whole-run warnings are dropped below.
+        found.extend(self._cycle_warnings)
         unique: dict[tuple[str, str], MeasurementWarning] = {}
         for w in found:
             unique.setdefault((w.code, w.message), w.model_copy(update={"process_index": idx}))
