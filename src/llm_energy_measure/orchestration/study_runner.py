@@ -22,6 +22,7 @@ from llm_energy_measure.config.precedence import effective_results_dir
 from llm_energy_measure.config.study import STUDY_EXECUTORS, StudyConfig, load_study_config
 from llm_energy_measure.exceptions import ConfigurationError, RetryableError
 from llm_energy_measure.orchestration.executors import (
+    ArrayStudyExecutor,
     RunOutcome,
     RunSpec,
     StudyExecutor,
@@ -330,7 +331,7 @@ def _run_sequential(store: StudyStore, study_id: str, study: StudyConfig,
 
 
 def _run_parallel(store: StudyStore, study_id: str, study: StudyConfig,
-                  executor: StudyExecutor, hooks: StudyHooks) -> None:
+                  executor: ArrayStudyExecutor, hooks: StudyHooks) -> None:
     """Submit every pending run at once; resubmit transient failures up to ``retries``."""
     if study.cooldown_s > 0 or study.cooldown_until_idle.enabled:
         hooks.on_event("note: cool-downs do not apply to a job array (runs are parallel); "
@@ -383,7 +384,7 @@ def execute_study(store: StudyStore, study_id: str, *, hooks: StudyHooks) -> Stu
     try:
         reconcile(store, study_id)
         executor = hooks.executor or create_executor(study, store.submitit_dir(study_id))
-        if executor.parallel:
+        if executor.parallel and isinstance(executor, ArrayStudyExecutor):
             _run_parallel(store, study_id, study, executor, hooks)
         else:
             _run_sequential(store, study_id, study, executor, hooks)

@@ -13,6 +13,7 @@ from llm_energy_measure.config.study import StudyConfig
 from llm_energy_measure.orchestration.executors.base import (
     EXIT_ORPHANED,
     EXIT_RETRYABLE,
+    ArrayStudyExecutor,
     RunOutcome,
     RunSpec,
     StudyExecutor,
@@ -35,6 +36,7 @@ def create_executor(study: StudyConfig, submitit_dir: Path) -> StudyExecutor:
 __all__ = [
     "EXIT_ORPHANED",
     "EXIT_RETRYABLE",
+    "ArrayStudyExecutor",
     "LocalStudyExecutor",
     "RunOutcome",
     "RunSpec",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 #: Worker exit code for a failure worth retrying (``RetryableError``); BSD's EX_TEMPFAIL.
 EXIT_RETRYABLE = 75
@@ -52,12 +52,17 @@ class SubmittedRun(Protocol):
 
 
 class StudyExecutor(Protocol):
-    """Runs the worker of one run at a time (``run``); a ``parallel`` executor also submits
-    many runs at once (``submit_many``, e.g. a Slurm job array)."""
+    """Runs the worker of one run at a time (``run``)."""
 
     name: str
     parallel: bool
 
     def run(self, spec: RunSpec, on_submitted: Callable[[str], None]) -> RunOutcome: ...
+
+
+@runtime_checkable
+class ArrayStudyExecutor(StudyExecutor, Protocol):
+    """An executor that can also submit many runs at once (e.g. a Slurm job array); used
+    when its ``parallel`` is true."""
 
     def submit_many(self, specs: list[RunSpec]) -> list[SubmittedRun]: ...

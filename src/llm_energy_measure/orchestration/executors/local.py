@@ -23,7 +23,6 @@ from llm_energy_measure.orchestration.executors.base import (
     EXIT_RETRYABLE,
     RunOutcome,
     RunSpec,
-    SubmittedRun,
 )
 
 WORKER_MODULE = "llm_energy_measure.orchestration.study_worker"
@@ -136,6 +135,3 @@ class LocalStudyExecutor:
 
     def run(self, spec: RunSpec, on_submitted: Callable[[str], None]) -> RunOutcome:
         return run_worker(spec, python=self._python)
-
-    def submit_many(self, specs: list[RunSpec]) -> list[SubmittedRun]:
-        raise NotImplementedError("the local executor runs one worker at a time")
