@@ -262,14 +262,13 @@ def study_run(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Run every point x cycle of a study, each in its own process; exit 1 if any failed."""
+    from llm_energy_measure import rendering
     from llm_energy_measure.orchestration.study_runner import StudyHooks, run_study
-    from llm_energy_measure.orchestration.study_status import study_summary_text
 
-    manifest = run_study(study_config, results_dir=results_dir, executor=executor,
-                         hooks=StudyHooks(on_event=typer.echo))
-    typer.echo(study_summary_text(manifest))
-    if manifest.status != "completed":
-        raise typer.Exit(1)
+    rendering.print_study_outcome(run_study(
+        study_config, results_dir=results_dir, executor=executor,
+        hooks=StudyHooks(on_event=typer.echo),
+    ))
 
 
 @study_app.command("status")
@@ -294,14 +293,13 @@ def study_resume(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Run the runs of a study that did not complete (no run is done twice)."""
+    from llm_energy_measure import rendering
     from llm_energy_measure.orchestration.study_runner import StudyHooks, resume_study
-    from llm_energy_measure.orchestration.study_status import study_summary_text
 
-    manifest = resume_study(study_id, results_dir=results_dir, executor=executor,
-                            hooks=StudyHooks(on_event=typer.echo))
-    typer.echo(study_summary_text(manifest))
-    if manifest.status != "completed":
-        raise typer.Exit(1)
+    rendering.print_study_outcome(resume_study(
+        study_id, results_dir=results_dir, executor=executor,
+        hooks=StudyHooks(on_event=typer.echo),
+    ))
 
 
 @results_app.command("compare")

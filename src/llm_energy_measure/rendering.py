@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from llm_energy_measure.domain import AggregatedResult, LatencyStats, RawProcessResult
     from llm_energy_measure.orchestration.aggregate import AggregateOutcome
     from llm_energy_measure.results import FileSystemRepository
+    from llm_energy_measure.state.study_models import StudyManifest
 
 
 def _ms(stats: LatencyStats | None, field: str) -> str:
@@ -213,3 +214,12 @@ def print_mlflow_outcomes(outcomes: Sequence[Any], tracking_uri: str) -> None:
         verb = "exported as" if o.status == "exported" else "already in MLflow as"
         typer.echo(f"{o.experiment_id}: {verb} run {o.run_id}")
     typer.echo(f"MLflow tracking URI: {tracking_uri}")
+
+
+def print_study_outcome(manifest: StudyManifest) -> None:
+    """A study's summary after `study run` / `study resume`; exits 1 unless it completed."""
+    from llm_energy_measure.orchestration.study_status import study_summary_text
+
+    typer.echo(study_summary_text(manifest))
+    if manifest.status != "completed":
+        raise typer.Exit(1)
