@@ -21,6 +21,7 @@ from llm_energy_measure.core.types import (
 from llm_energy_measure.domain import (
     ComputeMetrics,
     DeviceEnergy,
+    EnvironmentInfo,
     MemoryStats,
     RequestRecord,
     Timestamps,
@@ -49,6 +50,11 @@ class FakeEngine:
         self.calls: list[int] = []
         self.fail_on_cycle = fail_on_cycle
         self.t = 1_000.0
+        self.environment_taken_after_calls: int | None = None
+
+    def note_environment(self, env: EnvironmentInfo) -> EnvironmentInfo:
+        self.environment_taken_after_calls = len(self.calls)
+        return env
 
     def run(self, loaded: LoadedModel, prompts: Sequence[Prompt], config: ExperimentConfig, *,
             cycle: int = 0, on_batch_done: Callable[[int], None] | None = None,
@@ -119,7 +125,7 @@ def _collab(tmp_path: Path, engine: FakeEngine, backend: FakeBackend) -> Collabo
         loader=FakeLoader(), engine=engine, energy_backend=lambda c, ctx, loaded: backend,
         metrics=FakeMetrics(), repository=FileSystemRepository(tmp_path), prompts=prompts,
         energy_builder=build_energy_metrics,
-        environment=lambda counters: make_environment("h"),
+        environment=lambda: engine.note_environment(make_environment("h")),
     )
 
 
@@ -152,6 +158,10 @@ def test_known_numbers_flow_through_to_the_stored_result(tmp_path: Path) -> None
     raw = repo.load_all_raw("exp1")
     assert len(raw) == 1 and raw[0].warmup_runs == 2 and raw[0].memory.cpu_peak_rss_bytes == 123
     assert raw[0].memory.model_weights_bytes == make_model_info().weight_bytes
+    # The environment (clocks, temperatures) is the one the measurement started from; the
+    # counters the energy backend used are filled in at the end.
+    assert engine.environment_taken_after_calls == 0
+    assert raw[0].environment.energy_counters == ("nvml",)
     assert repo.load_aggregated("exp1") is not None
     state = StateStore(tmp_path).load("exp1")
     assert state is not None and state.status == "completed" and state.aggregated

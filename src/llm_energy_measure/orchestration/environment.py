@@ -30,7 +30,8 @@ def _total_memory_bytes() -> int | None:
 def collect_environment(energy_counters: tuple[str, ...] = ()) -> EnvironmentInfo:
     """Devices, driver, CUDA, library versions, CPU and OS. Never changes any setting.
 
-    ``energy_counters`` names the hardware counters the energy backend used.
+    ``energy_counters`` names the hardware counters the energy backend used; the orchestrator
+    takes the snapshot before the measurement starts and fills them in at the end.
     """
     from llm_energy_measure.core.devices import (
         cpu_model_name,

@@ -86,7 +86,9 @@ class Collaborators:
     repository: ResultsRepository
     prompts: PromptSource
     energy_builder: EnergyBuilder
-    environment: Callable[[tuple[str, ...]], EnvironmentInfo]
+    environment: Callable[[], EnvironmentInfo]
+    """Called once, after the model is loaded and before the idle baseline: the recorded
+    clocks and temperatures are those the measurement started from."""
 
 
 class _Window:
@@ -168,6 +170,7 @@ class ExperimentOrchestrator:
             if not prompts:
                 raise LLMBenchError("this process received no prompts to measure")
             backend = self.c.energy_backend(config, self.ctx, loaded)
+            environment = self.c.environment()
             baseline: dict[str, float] | None = None
             if config.energy.baseline.enabled:
                 # Every process idles together: none is loading or warming up meanwhile.
@@ -180,7 +183,7 @@ class ExperimentOrchestrator:
             outputs, readings, cycles = self._measure(config, loaded, prompts, backend, baseline)
             return self._finish(
                 config, experiment_id, loaded, warm, outputs, readings, cycles, baseline,
-                prompt_notes,
+                prompt_notes, environment,
             )
 
     def _measure(
@@ -240,6 +243,7 @@ class ExperimentOrchestrator:
         cycles: list[CycleMetrics],
         baseline: dict[str, float] | None,
         prompt_notes: list[str],
+        environment: EnvironmentInfo,
     ) -> RawProcessResult:
         combined = combine_outputs(outputs)
         reading = combine_readings(readings)
@@ -280,7 +284,7 @@ class ExperimentOrchestrator:
             warmup_runs=warm.runs,
             warmup_converged=warm.converged,
             seed=config.seed,
-            environment=self.c.environment(counters),
+            environment=environment.model_copy(update={"energy_counters": counters}),
             warnings=tuple(warnings),
         )
         self.c.repository.save_raw(raw)
