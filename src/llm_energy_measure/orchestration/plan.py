@@ -20,7 +20,7 @@ def _hf_config(config: ExperimentConfig) -> Any:
     """The model's architecture config, read without loading weights (offline-safe)."""
     from transformers import AutoConfig
 
-    from llm_energy_measure.core.model_loader import resolve_model_source
+    from llm_energy_measure.core.model_source import resolve_model_source
 
     source = resolve_model_source(config.model)
     kwargs: dict[str, Any] = {"trust_remote_code": config.model.trust_remote_code}
