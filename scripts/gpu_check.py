@@ -32,7 +32,7 @@ def _config(model: str, precision: str, prompts: int, batch: int, new_tokens: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="gguf:smollm2-135m-instruct")
+    parser.add_argument("--model", default="builtin:small-llama")
     parser.add_argument("--precision", default="bfloat16")
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)

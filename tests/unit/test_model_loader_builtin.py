@@ -15,13 +15,14 @@ from llm_energy_measure.core.builtin_model import (
     BUILTIN_MARKER_FILE,
     TINY_LLAMA_RECIPE,
     build_into,
+    builtin_names,
     ensure_builtin_model,
     recipe_hash,
 )
 from llm_energy_measure.core.model_loader import load_model_tokenizer
 from llm_energy_measure.exceptions import ConfigurationError
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 def _state_dict_hash(folder: Path) -> str:
@@ -139,3 +140,24 @@ def test_precision_float16_halves_weight_bytes() -> None:
     info = load_model_tokenizer(cfg).info
     assert info.dtype == "float16"
     assert 2 * info.num_parameters <= info.weight_bytes < 2 * info.num_parameters + 1024
+
+
+def test_small_llama_has_the_layer_shapes_of_smollm2_135m() -> None:
+    from transformers import LlamaForCausalLM
+
+    from llm_energy_measure.core.builtin_model import (
+        SMALL_LLAMA_RECIPE,
+        build_tokenizer,
+        llama_config,
+    )
+    from llm_energy_measure.core.model_loader import count_parameters
+
+    tokenizer = build_tokenizer(SMALL_LLAMA_RECIPE)
+    with torch.device("meta"):  # shapes only: nothing allocated
+        model = LlamaForCausalLM(llama_config(tokenizer, SMALL_LLAMA_RECIPE))
+    # Per layer: q, o 576x576; k, v 576x192 (3 KV heads of 64); gate, up, down 576x1536; two
+    # norms of 576. 30 layers, tied 4096x576 embedding, final norm.
+    per_layer = 2 * 576 * 576 + 2 * 576 * 192 + 3 * 576 * 1536 + 2 * 576
+    assert per_layer == 3_540_096
+    assert count_parameters(model) == 30 * per_layer + 4096 * 576 + 576 == 108_562_752
+    assert builtin_names() == ["builtin:small-llama", "builtin:tiny-llama"]

@@ -1,7 +1,13 @@
-"""The embedded default model ``builtin:tiny-llama``: generated locally, random weights, offline.
+"""Embedded models, generated locally with random weights, so that measurements run offline.
 
-The model is built from a fixed recipe on first use and cached under
-``resolve_cache_dir()/builtin/tiny-llama-<recipe hash>/`` as an ordinary Hugging Face folder
+- ``builtin:tiny-llama`` (the default, about 7 M parameters): fast enough for any CPU;
+- ``builtin:small-llama`` (about 109 M parameters): the layer shapes of SmolLM2-135M (30
+  layers, hidden 576, 9 query and 3 KV heads, gated MLP of 1536, tied embeddings) with the
+  builtin tokenizer's 4096-token vocabulary: a realistic small decoder for GPU checks, where
+  no pretrained weights can be downloaded.
+
+A model is built from a fixed recipe on first use and cached under
+``resolve_cache_dir()/builtin/<name>-<recipe hash>/`` as an ordinary Hugging Face folder
 (``save_pretrained`` of model and tokenizer) plus a marker file. Its weights are random, so the
 text it generates is meaningless, but its timings, energy and FLOPs are those of a real (small)
 Llama-architecture transformer. The same recipe gives byte-identical weights on every rebuild
@@ -57,8 +63,33 @@ TINY_LLAMA_RECIPE: dict[str, Any] = {
     "init": {"seed": 1234, "std": 0.02},
 }
 
+#: SmolLM2-135M's layer shapes with the builtin tokenizer (same corpus and vocabulary).
+SMALL_LLAMA_RECIPE: dict[str, Any] = {
+    "name": "small-llama",
+    "recipe_version": 1,
+    "corpus": TINY_LLAMA_RECIPE["corpus"],
+    "tokenizer": TINY_LLAMA_RECIPE["tokenizer"],
+    "model": {
+        "architecture": "LlamaForCausalLM",
+        "hidden_size": 576,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "intermediate_size": 1536,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 100000.0,
+        "tie_word_embeddings": True,
+        "dtype": "float32",
+    },
+    "init": {"seed": 1234, "std": 0.02},
+}
+
 #: Known builtin models (the part after ``builtin:``).
-BUILTIN_MODELS: dict[str, dict[str, Any]] = {"tiny-llama": TINY_LLAMA_RECIPE}
+BUILTIN_MODELS: dict[str, dict[str, Any]] = {
+    "tiny-llama": TINY_LLAMA_RECIPE,
+    "small-llama": SMALL_LLAMA_RECIPE,
+}
 
 _COMMON_WORDS = (
     "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
@@ -162,18 +193,12 @@ def build_tokenizer(recipe: dict[str, Any] | None = None) -> Any:
     )
 
 
-def build_model(tokenizer: Any, recipe: dict[str, Any] | None = None) -> Any:
-    """Instantiate the recipe's ``LlamaForCausalLM`` with deterministic random weights.
+def llama_config(tokenizer: Any, recipe: dict[str, Any] | None = None) -> Any:
+    """The ``LlamaConfig`` of a recipe; the vocabulary is the tokenizer's."""
+    from transformers import LlamaConfig
 
-    Every parameter is drawn in sorted-name order from one seeded generator (normal, std from
-    the recipe); RMSNorm weights are ones. Weights are float32.
-    """
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    recipe = recipe or TINY_LLAMA_RECIPE
-    m = recipe["model"]
-    config = LlamaConfig(
+    m = (recipe or TINY_LLAMA_RECIPE)["model"]
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=m["hidden_size"],
         intermediate_size=m["intermediate_size"],
@@ -188,7 +213,19 @@ def build_model(tokenizer: Any, recipe: dict[str, Any] | None = None) -> Any:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = LlamaForCausalLM(config).float()
+
+
+def build_model(tokenizer: Any, recipe: dict[str, Any] | None = None) -> Any:
+    """Instantiate the recipe's ``LlamaForCausalLM`` with deterministic random weights.
+
+    Every parameter is drawn in sorted-name order from one seeded generator (normal, std from
+    the recipe); RMSNorm weights are ones. Weights are float32.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    recipe = recipe or TINY_LLAMA_RECIPE
+    model = LlamaForCausalLM(llama_config(tokenizer, recipe)).float()
     generator = torch.Generator().manual_seed(int(recipe["init"]["seed"]))
     std = float(recipe["init"]["std"])
     with torch.no_grad():
