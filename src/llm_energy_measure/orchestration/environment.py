@@ -27,11 +27,11 @@ def _total_memory_bytes() -> int | None:
         return None
 
 
-def collect_environment(energy_counters: tuple[str, ...] = ()) -> EnvironmentInfo:
+def collect_environment() -> EnvironmentInfo:
     """Devices, driver, CUDA, library versions, CPU and OS. Never changes any setting.
 
-    ``energy_counters`` names the hardware counters the energy backend used; the orchestrator
-    takes the snapshot before the measurement starts and fills them in at the end.
+    Taken before the measurement starts; the orchestrator fills in ``energy_counters`` (the
+    hardware counters the energy backend used) at the end.
     """
     from llm_energy_measure.core.devices import (
         cpu_model_name,
@@ -71,6 +71,5 @@ def collect_environment(energy_counters: tuple[str, ...] = ()) -> EnvironmentInf
         cuda_version=cuda_version or cuda_driver,
         driver_version=driver,
         gpus=infos,
-        energy_counters=energy_counters,
         torch_num_threads=torch_threads,
     )
