@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import typer
 
-from llm_energy_measure import __version__
 from llm_energy_measure.exceptions import ConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,6 +79,8 @@ def handle_errors(fn: F) -> F:
 
 def _version(value: bool) -> None:
     if value:
+        from llm_energy_measure import __version__
+
         typer.echo(f"llm-energy-measure {__version__}")
         raise typer.Exit()
 
@@ -146,6 +147,9 @@ def run(
             model, dataset, num_prompts, batch_size, precision, max_new_tokens)):
         raise ConfigurationError("--resume uses the experiment's saved config: give no config "
                                  "file or config flags with it")
+    elif dry_run:
+        raise ConfigurationError("--dry-run plans a new experiment from a config file; it "
+                                 "cannot be combined with --resume")
     if dry_run and cfg is not None:
         rendering.print_plan(build_plan(cfg))
         return

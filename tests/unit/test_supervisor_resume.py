@@ -90,3 +90,7 @@ def test_cli_resume_takes_no_config_and_run_needs_one(tmp_path: Path) -> None:
     assert neither.exit_code == 2 and "--resume ID" in neither.output
     unknown = runner.invoke(app, ["run", "--resume", "exp-1", "--results-dir", str(tmp_path)])
     assert unknown.exit_code == 2 and "no such experiment" in unknown.output
+    # A dry run never runs anything: with --resume it is refused, not ignored.
+    dry = runner.invoke(app, ["run", "--resume", "exp-1", "--dry-run",
+                              "--results-dir", str(tmp_path)])
+    assert dry.exit_code == 2 and "--dry-run" in dry.output
