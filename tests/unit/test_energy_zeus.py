@@ -79,3 +79,25 @@ def test_unknown_zeus_gpu_index_is_an_error() -> None:
     backend.start()
     with pytest.raises(EnergyTrackingError, match="CUDA_VISIBLE_DEVICES"):
         backend.stop()
+
+
+def test_a_selected_gpu_is_monitored_by_its_cuda_index() -> None:
+    """The process on cuda:1 gets the subset [GPU-b]: Zeus must watch CUDA index 1, and the
+    energy it reports for index 1 belongs to GPU-b."""
+    from llm_energy_measure.core.devices import GPUs
+
+    monitors: list[FakeMonitor] = []
+
+    def factory(gpu_indices: list[int], cpu_indices: list[int] | None) -> FakeMonitor:
+        monitors.append(FakeMonitor(gpu_indices, cpu_indices))
+        monitors[-1].result.gpu_energy = {1: 80.0}
+        return monitors[-1]
+
+    visible = GPUs([FakeGPU(0, "GPU-a"), FakeGPU(1, "GPU-b")])
+    mine = visible.select([1])
+    assert mine.positions == (1,)
+    backend = ZeusBackend(mine, host="h", include_host_domains=False, monitor_factory=factory)
+    backend.start()
+    reading = backend.stop()
+    assert monitors[0].gpu_indices == [1]
+    assert [(d.device_id, d.energy_j) for d in reading.devices] == [("gpu:GPU-b", 80.0)]

@@ -254,12 +254,17 @@ class GPUs(Sequence[GPU]):
 
     Index it by position (``gpus[0]``) or by UUID (``gpus["GPU-..."]``). An empty
     collection means no NVIDIA GPU or no working NVML. :meth:`close` shuts NVML down once.
+    A subset made by :meth:`select` remembers each GPU's CUDA-visible position
+    (:attr:`positions`), which libraries that address GPUs by CUDA index (Zeus) need.
     """
 
     def __init__(
-        self, gpus: Sequence[GPU] = (), nvml: Any = None, *, owns_nvml: bool = True
+        self, gpus: Sequence[GPU] = (), nvml: Any = None, *, owns_nvml: bool = True,
+        positions: Sequence[int] | None = None,
     ) -> None:
         self._gpus: tuple[GPU, ...] = tuple(gpus)
+        self._positions = tuple(positions) if positions is not None else tuple(
+            range(len(self._gpus)))
         self._nvml = nvml
         self._owns_nvml = owns_nvml
         self._closed = False
@@ -304,7 +309,13 @@ class GPUs(Sequence[GPU]):
     def select(self, positions: Sequence[int]) -> GPUs:
         """The GPUs at these positions (e.g. ``[local_rank]`` for the device a process
         drives), sharing this collection's NVML session; closing the subset does not end it."""
-        return GPUs([self._gpus[i] for i in positions], nvml=self._nvml, owns_nvml=False)
+        return GPUs([self._gpus[i] for i in positions], nvml=self._nvml, owns_nvml=False,
+                    positions=[self._positions[i] for i in positions])
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The CUDA-visible position (``cuda:<n>``) of each GPU, in this collection's order."""
+        return self._positions
 
     @property
     def uuids(self) -> list[str]:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llm_energy_measure.core.devices import GPU
+from llm_energy_measure.core.devices import GPU, GPUs
 from llm_energy_measure.core.energy_backends.base import BaseEnergyBackend
 from llm_energy_measure.core.types import EnergyReading
 from llm_energy_measure.domain import DeviceEnergy
@@ -50,10 +50,11 @@ class ZeusBackend(BaseEnergyBackend):
         self.gpus = list(gpus)
         self.host = host
         self._clock = clock
+        # Zeus addresses GPUs by CUDA-visible index: a subset keeps its members' positions.
+        positions = gpus.positions if isinstance(gpus, GPUs) else range(len(self.gpus))
+        self._by_index = dict(zip(positions, self.gpus, strict=True))
         factory = monitor_factory or _default_monitor
-        self._monitor = factory(
-            list(range(len(self.gpus))), None if include_host_domains else []
-        )
+        self._monitor = factory(list(self._by_index), None if include_host_domains else [])
         self._open = False
         self._t0 = 0.0
 
@@ -93,12 +94,12 @@ class ZeusBackend(BaseEnergyBackend):
         return EnergyReading(devices=devices, backend=self.name)
 
     def _gpu_energy(self, index: int, energy_j: float, duration_s: float) -> DeviceEnergy:
-        if not 0 <= index < len(self.gpus):
+        gpu = self._by_index.get(index)
+        if gpu is None:
             raise EnergyTrackingError(
-                f"zeus reported GPU {index}, which is not among the {len(self.gpus)} visible "
-                "GPUs; check CUDA_VISIBLE_DEVICES"
+                f"zeus reported GPU {index}, which is not among the monitored GPUs "
+                f"{sorted(self._by_index)}; check CUDA_VISIBLE_DEVICES"
             )
-        gpu = self.gpus[index]
         counter = gpu.supports_energy_counter()
         return DeviceEnergy(
             device_id=gpu.device_id,
