@@ -331,3 +331,22 @@ def test_compute_on_a_real_model_matches_flop_counter() -> None:
     assert metrics.flops.total_flops == pytest.approx(counter.get_total_flops(), rel=0.01)
     assert metrics.flops.method == "analytic" and metrics.flops.confidence == "high"
     assert metrics.mfu is None  # CPU: no peak
+
+
+def test_device_map_model_names_every_gpu_holding_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A device_map load is placed "auto": its peaks are those of the GPUs its parameters are
+    on (here cuda:0 and cuda:1), so MFU/MBU are reported, not dropped."""
+    torch = pytest.importorskip("torch")
+    from llm_energy_measure.core.compute_metrics import cuda_device_names
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"NVIDIA H100 80GB HBM3 #{i}")
+    params = [SimpleNamespace(device=SimpleNamespace(type="cuda", index=i)) for i in (1, 0, 1)]
+    model = SimpleNamespace(parameters=lambda: iter(params))
+    from tests.factories import make_model_info
+
+    loaded = LoadedModel(model=model, tokenizer=None, info=make_model_info(), device="auto")
+    assert cuda_device_names(loaded) == ["NVIDIA H100 80GB HBM3 #0", "NVIDIA H100 80GB HBM3 #1"]
+    cpu = LoadedModel(model=model, tokenizer=None, info=make_model_info(), device="cpu")
+    assert cuda_device_names(cpu) == []

@@ -37,6 +37,7 @@ from llm_energy_measure.core.flops import (
     decode_layer_keys,
     estimate_flops,
 )
+from llm_energy_measure.core.timing import uses_cuda
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
 from llm_energy_measure.domain import ComputeMetrics, FlopsResult, MemoryStats, ModelInfo
 from llm_energy_measure.exceptions import ConfigurationError
@@ -188,8 +189,9 @@ def matmul_dtype(dtype: str) -> str:
 
 
 def cuda_device_names(loaded: LoadedModel) -> list[str]:
-    """Names of the CUDA devices holding the model's parameters; empty on CPU."""
-    if not loaded.device.startswith("cuda"):
+    """Names of the CUDA devices holding the model's parameters (all of them for a
+    ``device_map`` model, placed ``auto``); empty on CPU."""
+    if not uses_cuda(loaded.device):
         return []
     import torch
 
@@ -199,7 +201,7 @@ def cuda_device_names(loaded: LoadedModel) -> list[str]:
         for p in parameters():
             if p.device.type == "cuda":
                 indices.add(p.device.index if p.device.index is not None else 0)
-    if not indices:
+    if not indices and loaded.device.startswith("cuda"):
         device = torch.device(loaded.device)
         indices.add(device.index if device.index is not None else torch.cuda.current_device())
     return [torch.cuda.get_device_name(i) for i in sorted(indices)]
