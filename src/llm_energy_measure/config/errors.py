@@ -78,9 +78,11 @@ def _plain(annotation: Any) -> Any:
     return annotation
 
 
-def section_model(path: Sequence[str | int]) -> type[BaseModel] | None:
-    """The config model at a dotted path (``()`` -> ExperimentConfig), or None if not a section."""
-    model: type[BaseModel] = ExperimentConfig
+def section_model(
+    path: Sequence[str | int], root: type[BaseModel] = ExperimentConfig
+) -> type[BaseModel] | None:
+    """The model at a dotted path under ``root`` (``()`` -> root), or None if not a section."""
+    model: type[BaseModel] = root
     for part in path:
         field = model.model_fields.get(str(part))
         if field is None:
@@ -100,25 +102,27 @@ def is_open_mapping(path: Sequence[str]) -> bool:
 
 
 @functools.cache
-def _all_field_paths() -> dict[str, list[str]]:
+def _all_field_paths(root: type[BaseModel]) -> dict[str, list[str]]:
     """Field name -> dotted paths where it exists, across every section."""
     found: dict[str, list[str]] = {}
 
     def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
         for name in model.model_fields:
             found.setdefault(name, []).append(".".join((*prefix, name)))
-            sub = section_model((*prefix, name))
+            sub = section_model((*prefix, name), root)
             if sub is not None:
                 walk(sub, (*prefix, name))
 
-    walk(ExperimentConfig, ())
+    walk(root, ())
     return found
 
 
-def unknown_key_hint(section: Sequence[str | int], key: str) -> str:
+def unknown_key_hint(
+    section: Sequence[str | int], key: str, root: type[BaseModel] = ExperimentConfig
+) -> str:
     """`` (did you mean 'x'?)`` from the same section, else the section it belongs to,
     else the list of allowed keys."""
-    model = section_model(section)
+    model = section_model(section, root)
     if model is None:
         return ""
     names = list(model.model_fields)
@@ -126,7 +130,7 @@ def unknown_key_hint(section: Sequence[str | int], key: str) -> str:
     if close:
         return f" (did you mean '{close[0]}'?)"
     here = dotted(section)
-    elsewhere = [p for p in _all_field_paths().get(key, []) if p.rpartition(".")[0] != here]
+    elsewhere = [p for p in _all_field_paths(root).get(key, []) if p.rpartition(".")[0] != here]
     if elsewhere:
         return f" (did you mean '{elsewhere[0]}'?)"
     return f" (allowed: {', '.join(names)})"
@@ -142,14 +146,15 @@ def _number(value: object) -> str:
     return str(value)
 
 
-def describe_error(error: Any) -> str:
-    """One pydantic error (a dict from ``ValidationError.errors()``) as ``key: problem``."""
+def describe_error(error: Any, root: type[BaseModel] = ExperimentConfig) -> str:
+    """One pydantic error (a dict from ``ValidationError.errors()``) as ``key: problem``;
+    unknown keys are matched against the models under ``root``."""
     kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
     ctx: dict[str, Any] = error.get("ctx") or {}
     key = dotted(loc)
     if kind in ("extra_forbidden", "invalid_key"):  # our only free-form keys are strings
         name = ".".join(str(part) for part in loc)
-        return f"unknown key '{name}'" + unknown_key_hint(loc[:-1], str(loc[-1]))
+        return f"unknown key '{name}'" + unknown_key_hint(loc[:-1], str(loc[-1]), root)
     if kind in ("value_error", "assertion_error"):
         problem = str(ctx.get("error", error["msg"]))
     elif kind in _EXPECTED:
@@ -172,12 +177,16 @@ def describe_error(error: Any) -> str:
     return f"{key}: {problem}" if key else problem
 
 
-def format_validation_error(exc: ValidationError, source_for: Callable[[Loc], str]) -> str:
+def format_validation_error(
+    exc: ValidationError,
+    source_for: Callable[[Loc], str],
+    root: type[BaseModel] = ExperimentConfig,
+) -> str:
     """``<source>: <key>: <problem> (and N more)`` on one line; unknown keys are named first."""
     errors = exc.errors(include_url=False)
     # A misspelt key often explains the other errors (its value fell back to a default).
     first = min(errors, key=lambda error: error["type"] not in ("extra_forbidden", "invalid_key"))
-    line = f"{source_for(tuple(first['loc']))}: {describe_error(first)}"
+    line = f"{source_for(tuple(first['loc']))}: {describe_error(first, root)}"
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more)"
     return re.sub(r"\s*[\r\n]+\s*", " ", line)

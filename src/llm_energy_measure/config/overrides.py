@@ -55,7 +55,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, object]:
     return parsed
 
 
-def _split_key(dotted_key: str) -> list[str]:
+def split_key(dotted_key: str) -> list[str]:
+    """``"decoder.max_new_tokens"`` -> ``["decoder", "max_new_tokens"]``; empty parts raise."""
     parts = dotted_key.split(".")
     if not dotted_key or any(not part.strip() for part in parts):
         raise ConfigurationError(
@@ -94,7 +95,7 @@ def apply_overrides(
     """
     result: dict[str, Any] = copy.deepcopy(dict(data))
     for dotted_key, value in (overrides or {}).items():
-        keys = _split_key(dotted_key)
+        keys = split_key(dotted_key)
         check_override_key(keys)
         node = result
         for depth, key in enumerate(keys[:-1]):

@@ -9,15 +9,14 @@ Loading is pure: nothing here reads devices or starts anything.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llm_energy_measure.config.errors import describe_error, dotted
-from llm_energy_measure.config.overrides import check_override_key
+from llm_energy_measure.config.errors import format_validation_error
+from llm_energy_measure.config.overrides import check_override_key, split_key
 from llm_energy_measure.exceptions import ConfigurationError
 
 StudyOrder = Literal["sequential", "interleaved", "shuffled"]
@@ -91,29 +90,6 @@ class StudyConfig(_Strict):
         return self
 
 
-def _study_section(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = StudyConfig
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-def _describe_study_error(error: Any) -> str:
-    """Like ``describe_error`` but unknown keys are matched against the study models."""
-    if error["type"] != "extra_forbidden":
-        return describe_error(error)
-    loc = tuple(error["loc"])
-    model = _study_section(loc[:-1])
-    names = list(model.model_fields) if model else []
-    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.7)
-    hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(names)})"
-    return f"unknown key '{dotted(loc)}'" + hint
-
-
 def validate_study(data: dict[str, Any], source: str = "study") -> StudyConfig:
     """A StudyConfig from a mapping, or ConfigurationError with one line naming the key.
 
@@ -123,15 +99,13 @@ def validate_study(data: dict[str, Any], source: str = "study") -> StudyConfig:
     try:
         study = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        first = min(errors, key=lambda e: e["type"] != "extra_forbidden")
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigurationError(f"{source}: {_describe_study_error(first)}{more}") from exc
+        message = format_validation_error(exc, lambda loc: source, root=StudyConfig)
+        raise ConfigurationError(message) from exc
     keyed = [("sweep", key) for key in study.sweep]
     keyed += [(f"points[{i}]", key) for i, point in enumerate(study.points) for key in point]
     for where, key in keyed:
         try:
-            check_override_key([part.strip() for part in key.split(".")])
+            check_override_key(split_key(key))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{source}: {where}: {exc}") from exc
     return study
