@@ -198,3 +198,13 @@ def test_zero_tokens_and_zero_energy_give_no_ratios() -> None:
     assert metrics.energy_per_output_token_j is None
     assert metrics.energy_per_request_j is None
     assert metrics.output_tokens_per_j is None
+
+
+def test_mean_power_uses_each_device_window_not_the_timing_window() -> None:
+    # A process that finished its prompts in 8 s but waited 2 s at the closing barrier: its
+    # GPU counted 800 J over 10 s (80 W), the host's CPU 300 J over 10 s (30 W).
+    reading = EnergyReading(devices=[device(), device("h:cpu", 300.0, kind="cpu")], backend="t")
+    metrics, _ = build(reading, window_s=8.0)
+    assert metrics is not None
+    assert metrics.mean_power_w == pytest.approx(110.0)  # not 1100 J / 8 s = 137.5 W
+    assert metrics.total_energy_j == pytest.approx(1100.0)

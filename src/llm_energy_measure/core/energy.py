@@ -76,6 +76,14 @@ def _device_peak(device: DeviceEnergy, samples: Sequence[UtilisationSample]) -> 
     return device.model_copy(update={"peak_power_w": max(powers)})
 
 
+def _mean_power_w(
+    devices: Sequence[DeviceEnergy], total_j: float, window_s: float
+) -> float | None:
+    if all(d.duration_s > 0 for d in devices):
+        return sum(d.energy_j / d.duration_s for d in devices)
+    return total_j / window_s if window_s > 0 else None
+
+
 def build_energy_metrics(
     reading: EnergyReading,
     *,
@@ -91,7 +99,10 @@ def build_energy_metrics(
       clamped at 0 with ``dynamic_clamped`` and a ``negative_dynamic_energy`` warning.
     - Totals: total_energy_j sums every device; gpu/cpu/ram by kind. static/dynamic totals
       are None unless every device has a baseline (``partial_baseline`` warning otherwise).
-    - mean_power_w = total / window_s; peak_power_w = highest summed sampled power.
+    - mean_power_w = the sum over devices of energy / that device's own window (a process
+      that waits for the others at the closing barrier measures energy over a longer window
+      than its timing window_s); total / window_s when a device has no duration.
+      peak_power_w = highest summed sampled power.
     - Ratios use the total energy: J per output token, J per request, output tokens per J.
     - emissions_g = total kWh x carbon intensity (g/kWh) x PUE; the intensity is
       energy.carbon_intensity_g_per_kwh if set, else the reading's lookup, else None.
@@ -181,7 +192,7 @@ def build_energy_metrics(
         estimated=any(d.estimated for d in devices),
         methods=tuple(sorted({d.method for d in devices})),
         duration_s=window_s,
-        mean_power_w=total_j / window_s if window_s > 0 else None,
+        mean_power_w=_mean_power_w(devices, total_j, window_s),
         peak_power_w=peak_total_power_w(reading.timeseries),
         energy_per_output_token_j=total_j / output_tokens if output_tokens > 0 else None,
         energy_per_request_j=total_j / num_requests if num_requests > 0 else None,
