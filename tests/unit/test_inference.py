@@ -266,3 +266,22 @@ def test_torch_compile_wraps_forward_once() -> None:
     second = _compile_once(module)
     assert module.forward is wrapped
     assert first.code == second.code == "torch_compile"
+
+
+def test_outputs_are_decoded_after_the_window_closes(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting tokens and decoding saved outputs are bookkeeping, not measured work."""
+    closed: list[bool] = []
+    decoded_while_open: list[bool] = []
+    real_decode = tiny.tokenizer.decode
+
+    def decode(*args: Any, **kwargs: Any) -> str:
+        decoded_while_open.append(not closed)
+        return str(real_decode(*args, **kwargs))
+
+    monkeypatch.setattr(tiny.tokenizer, "decode", decode)
+    out = run_inference(tiny, _prompts(), _config(inference={"save_outputs": True}),
+                        on_window_close=lambda: closed.append(True))
+    assert len(decoded_while_open) == len(TEXTS) and not any(decoded_while_open)
+    assert all(r.output_text is not None for r in out.requests)

@@ -178,8 +178,10 @@ def run_inference(
     )
     torch.manual_seed(config.seed + cycle if cycle >= 0 else config.seed)
 
-    measured: list[tuple[RequestRecord, SequenceShape]] = []
-    padded_input_tokens = 0
+    # Token ids, step times and submit times per batch; turned into records after the window
+    # closes, so that counting, EOS scans and decoding are not measured.
+    finished: list[tuple[_Batch, Any, list[float], list[float]]] = []
+    padded_input_tokens = sum(int(b.inputs["input_ids"].numel()) for b in batches)
     compute_time_s = 0.0
     done = 0
 
@@ -202,15 +204,11 @@ def run_inference(
         synchronize(loaded.device)
         compute_time_s += time.perf_counter() - start
 
-        padded_input_tokens += int(batch.inputs["input_ids"].numel())
         submitted = (
             [t0 + arrivals[p.request_id] for p in batch.prompts]
             if arrivals is not None else [start] * len(batch.prompts)
         )
-        measured.extend(_measure_rows(
-            batch, output_ids, recorder.times_s, submitted, t0, eos_ids, tokenizer,
-            cycle=cycle, save_text=config.inference.save_outputs,
-        ))
+        finished.append((batch, output_ids, list(recorder.times_s), submitted))
         done += len(batch.prompts)
         if on_batch_done is not None:
             on_batch_done(done)
@@ -220,6 +218,14 @@ def run_inference(
     if on_window_close is not None:
         on_window_close()
 
+    measured = [
+        row
+        for batch, output_ids, step_times_s, submitted in finished
+        for row in _measure_rows(
+            batch, output_ids, step_times_s, submitted, t0, eos_ids, tokenizer,
+            cycle=cycle, save_text=config.inference.save_outputs,
+        )
+    ]
     measured.sort(key=lambda pair: pair[0].request_id)
     return InferenceOutput(
         requests=[record for record, _ in measured],
