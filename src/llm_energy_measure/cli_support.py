@@ -122,22 +122,16 @@ def export_results(
     results_dir: Path | None, experiment_ids: list[str], fmt: str, output: Path
 ) -> tuple[Path, int]:
     """Export aggregated results; returns the file written and how many experiments."""
-    from llm_energy_measure.results import export_aggregated
+    from llm_energy_measure.results.compare import load_aggregated_results
+    from llm_energy_measure.results.exporters import EXPORT_FORMATS, export_aggregated
 
     fmt = fmt.lower()
-    if fmt not in ("csv", "json", "parquet"):
-        raise ConfigurationError(f"--format must be csv, json or parquet, got {fmt!r}")
+    if fmt not in EXPORT_FORMATS:
+        *head, last = EXPORT_FORMATS
+        raise ConfigurationError(f"--format must be {', '.join(head)} or {last}, got {fmt!r}")
     repo = repository(results_dir)
     ids = experiment_ids or repo.list_aggregated()
-    results = []
-    for exp_id in ids:
-        result = repo.load_aggregated(exp_id)
-        if result is None:
-            raise ConfigurationError(
-                f"experiment {exp_id!r} has no aggregated result; run "
-                f"`llm-energy-measure aggregate {exp_id}` first"
-            )
-        results.append(result)
-    if not results:
+    if not ids:
         raise ConfigurationError("no aggregated results to export")
+    results = load_aggregated_results(repo, ids)
     return export_aggregated(results, fmt, output), len(results)

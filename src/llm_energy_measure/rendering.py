@@ -145,6 +145,7 @@ def print_result(
 ) -> None:
     """One experiment: aggregated summary, or each process's raw result."""
     from llm_energy_measure.exceptions import ConfigurationError
+    from llm_energy_measure.results.compare import load_aggregated_results
     from llm_energy_measure.security import sanitize_experiment_id
 
     exp_id = sanitize_experiment_id(experiment_id)
@@ -159,11 +160,7 @@ def print_result(
             typer.echo(f"== process {r.process_index} on {r.hostname}")
             typer.echo(format_pairs(summary_pairs(r)))
         return
-    result = repo.load_aggregated(exp_id)
-    if result is None:
-        hint = " (raw results exist: run `llm-energy-measure aggregate " + exp_id + "`)" \
-            if repo.has_raw(exp_id) else ""
-        raise ConfigurationError(f"no aggregated result for experiment {exp_id!r}{hint}")
+    result = load_aggregated_results(repo, [exp_id])[0]
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

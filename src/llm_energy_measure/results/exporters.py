@@ -15,7 +15,7 @@ import io
 import json
 import types
 import typing
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -50,7 +50,8 @@ def _model_class(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _to_cell(value: Any) -> Scalar:
+def to_cell(value: Any) -> Scalar:
+    """One value as a CSV/Parquet cell: scalars as they are, anything else as JSON text."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, BaseModel):
@@ -70,7 +71,7 @@ class _Flattener:
         self.order: dict[str, _SortKey] = {}
 
     def put(self, key: str, sort_key: _SortKey, value: Any) -> None:
-        self.cells[key] = _to_cell(value)
+        self.cells[key] = to_cell(value)
         self.order[key] = sort_key
 
     def model(
@@ -164,6 +165,21 @@ def check_output_path(path: Path) -> Path:
     return path
 
 
+def write_rows_csv(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Scalar]], path: Path
+) -> None:
+    """Write rows as CSV with these columns (a missing or None cell is empty), atomically.
+
+    Floats are written with full precision (``repr``).
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
 def export_csv(
     results: Sequence[ExportableResult],
     path: Path,
@@ -176,12 +192,7 @@ def export_csv(
     """
     path = check_output_path(path)
     columns, rows = flatten_results(results, exclude=exclude)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
+    write_rows_csv(columns, rows, path)
     return path
 
 
@@ -203,12 +214,33 @@ def _column_values(values: list[Scalar]) -> list[Scalar]:
     return values
 
 
+def _columnar_rows(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Scalar]]
+) -> dict[str, list[Scalar]]:
+    return {c: _column_values([row.get(c) for row in rows]) for c in columns}
+
+
 def columnar(
     results: Sequence[ExportableResult], *, exclude: Collection[str] = DEFAULT_FLAT_EXCLUDE
 ) -> dict[str, list[Scalar]]:
     """Flattened results as ``{column: values}`` with one value type per column."""
-    columns, rows = flatten_results(results, exclude=exclude)
-    return {c: _column_values([row.get(c) for row in rows]) for c in columns}
+    return _columnar_rows(*flatten_results(results, exclude=exclude))
+
+
+def write_rows_parquet(
+    columns: Sequence[str], rows: Sequence[Mapping[str, Scalar]], path: Path
+) -> None:
+    """Write rows as a Parquet table with these columns, atomically (needs the ``parquet``
+    extra). A column mixing ints and floats becomes float; any other mix becomes text."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingExtraError("parquet", "pyarrow", "Parquet export") from None
+    table = pa.table(_columnar_rows(columns, rows))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def export_parquet(
@@ -218,16 +250,9 @@ def export_parquet(
     exclude: Collection[str] = DEFAULT_FLAT_EXCLUDE,
 ) -> Path:
     """Write the flattened results as a Parquet table (needs the ``parquet`` extra)."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingExtraError("parquet", "pyarrow", "Parquet export") from None
     path = check_output_path(path)
-    table = pa.table(columnar(results, exclude=exclude))
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    columns, rows = flatten_results(results, exclude=exclude)
+    write_rows_parquet(columns, rows, path)
     return path
 
 

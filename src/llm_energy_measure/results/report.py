@@ -32,6 +32,7 @@ from llm_energy_measure.results.report_svg import MUTED, PALETTE, Chart, Series,
 from llm_energy_measure.results.study_export import swept_keys
 from llm_energy_measure.results.study_stats import (
     HEADLINE_METRICS,
+    METRICS_BY_KEY,
     internal_cycle_stats,
     load_study_results,
     point_statistics,
@@ -174,6 +175,25 @@ def _estimated_points(data: StudyReportData) -> set[str]:
     }
 
 
+@dataclass(frozen=True)
+class _Figures:
+    """Per-point figures, computed once per report: headline values of each run
+    (``point_values``), statistics (``point_statistics``), the points with estimated energy,
+    and one row of means per point with runs (see ``_means``)."""
+
+    values: dict[str, dict[str, list[float]]]
+    stats: dict[str, dict[str, MetricStats]]
+    estimated: set[str]
+    means: list[dict[str, Any]]
+
+
+def _figures(data: StudyReportData, points: Sequence[tuple[int, str, str]],
+             estimated: set[str]) -> _Figures:
+    values = point_values(data.results_by_point)
+    return _Figures(values, point_statistics(data.results_by_point), estimated,
+                    _means(values, points, estimated))
+
+
 def _header(data: StudyReportData) -> str:
     m = data.manifest
     completed = sum(1 for r in m.runs if r.status == "completed")
@@ -223,9 +243,8 @@ def _environment(results: Iterable[AggregatedResult]) -> str:
     return f"<h2>Environment</h2><table>{body}</table>{note}"
 
 
-def _banners(data: StudyReportData, tags: Mapping[str, int]) -> str:
+def _banners(data: StudyReportData, tags: Mapping[str, int], estimated: set[str]) -> str:
     out = []
-    estimated = _estimated_points(data)
     if estimated:
         names = ", ".join(f"#{tags[p]}" for p in sorted(estimated, key=lambda p: tags.get(p, 0))
                           if p in tags)
@@ -253,22 +272,19 @@ _TABLE_GROUPS = (
 )
 
 
-def _stats_table(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
-    values = point_values(data.results_by_point)
-    stats = point_statistics(data.results_by_point)
-    estimated = _estimated_points(data)
-    by_key = {m.key: m for m in HEADLINE_METRICS}
+def _stats_table(data: StudyReportData, points: Sequence[tuple[int, str, str]],
+                 fig: _Figures) -> str:
     tables = []
     for title, keys in _TABLE_GROUPS:
-        metrics = [by_key[k] for k in keys]
+        metrics = [METRICS_BY_KEY[k] for k in keys]
         head = "".join(
             f"<th>{escape(m.label)} ({escape(_DISPLAY[m.key][1])})</th>" for m in metrics
         )
         rows = []
         for tag, pid, label in points:
             cells = "".join(
-                _stat_cell(values[pid][m.key], stats[pid].get(m.key), _DISPLAY[m.key][0],
-                           pid in estimated and m.key in _ENERGY_KEYS)
+                _stat_cell(fig.values[pid][m.key], fig.stats[pid].get(m.key),
+                           _DISPLAY[m.key][0], pid in fig.estimated and m.key in _ENERGY_KEYS)
                 for m in metrics
             )
             runs = len(data.results_by_point[pid])
@@ -329,8 +345,8 @@ def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
 
 
-def _estimate_caption(data: StudyReportData) -> str:
-    if not _estimated_points(data):
+def _estimate_caption(fig: _Figures) -> str:
+    if not fig.estimated:
         return ""
     return " Some plotted energy figures are estimates (points marked * in the table)."
 
@@ -346,11 +362,9 @@ def _value_text(value: Any) -> str:
 
 
 def _parameter_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]],
-                    key: str, keys: Sequence[str]) -> str:
+                    fig: _Figures, key: str, keys: Sequence[str]) -> str:
     m = data.manifest
-    values = point_values(data.results_by_point)
-    stats = point_statistics(data.results_by_point)
-    epj = [v for _, pid, _ in points for v in values[pid]["energy_per_output_token_j"]]
+    epj = [v for _, pid, _ in points for v in fig.values[pid]["energy_per_output_token_j"]]
     scale, unit = _energy_scale(epj)
     raw_x: dict[str, Any] = {pid: m.point(pid).overrides.get(key) for _, pid, _ in points}
     numeric = all(_is_number(v) for v in raw_x.values())
@@ -372,11 +386,10 @@ def _parameter_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]
     for i, (name, pids) in enumerate(groups.items()):
         rows = []
         for pid in pids:
-            found = values[pid]["energy_per_output_token_j"]
-            if not found:
+            mean = _mean(fig.values[pid]["energy_per_output_token_j"])
+            if mean is None:
                 continue
-            s = stats[pid].get("energy_per_output_token_j")
-            mean = math.fsum(found) / len(found)
+            s = fig.stats[pid].get("energy_per_output_token_j")
             err = None if s is None else (s.ci95_low * scale, s.ci95_high * scale)
             rows.append((x_of(pid), mean * scale, err))
         rows.sort(key=lambda r: r[0])
@@ -392,21 +405,19 @@ def _parameter_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]
     )
     return _figure(render_chart(chart), f"Mean energy per output token of each point against "
                    f"{key}; one line per combination of the other swept parameters."
-                   + _estimate_caption(data))
+                   + _estimate_caption(fig))
 
 
-def _labels_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
+def _labels_plot(points: Sequence[tuple[int, str, str]], fig: _Figures) -> str:
     """Energy per token per point, when there is no swept parameter to put on the x axis."""
-    values = point_values(data.results_by_point)
-    stats = point_statistics(data.results_by_point)
-    epj = [v for _, pid, _ in points for v in values[pid]["energy_per_output_token_j"]]
+    epj = [v for _, pid, _ in points for v in fig.values[pid]["energy_per_output_token_j"]]
     scale, unit = _energy_scale(epj)
     xy, errs = [], []
     for i, (_, pid, _) in enumerate(points):
-        mean = _mean(values[pid]["energy_per_output_token_j"])
+        mean = _mean(fig.values[pid]["energy_per_output_token_j"])
         if mean is None:
             continue
-        s = stats[pid].get("energy_per_output_token_j")
+        s = fig.stats[pid].get("energy_per_output_token_j")
         xy.append((float(i), mean * scale))
         errs.append(None if s is None else (s.ci95_low * scale, s.ci95_high * scale))
     chart = Chart(
@@ -417,13 +428,12 @@ def _labels_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]]) 
         note="error bars: 95% CI over runs (none with a single run)",
     )
     return _figure(render_chart(chart), "Mean energy per output token of each point."
-                   + _estimate_caption(data))
+                   + _estimate_caption(fig))
 
 
-def _means(data: StudyReportData, points: Sequence[tuple[int, str, str]]
-           ) -> list[dict[str, Any]]:
-    values = point_values(data.results_by_point)
-    estimated = _estimated_points(data)
+def _means(values: Mapping[str, Mapping[str, Sequence[float]]],
+           points: Sequence[tuple[int, str, str]], estimated: set[str]) -> list[dict[str, Any]]:
+    """One row per point: its tag (``*`` for estimated energy), id and headline means."""
     out = []
     for tag, pid, _ in points:
         star = "*" if pid in estimated else ""
@@ -434,8 +444,8 @@ def _means(data: StudyReportData, points: Sequence[tuple[int, str, str]]
     return out
 
 
-def _throughput_power_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
-    means = _means(data, points)
+def _throughput_power_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]],
+                           means: Sequence[dict[str, Any]]) -> str:
     runs = [
         (r.energy.mean_power_w, r.inference.output_tokens_per_s)
         for _, pid, _ in points for r in data.results_by_point[pid]
@@ -456,9 +466,9 @@ def _throughput_power_plot(data: StudyReportData, points: Sequence[tuple[int, st
                    "single runs.")
 
 
-def _pareto_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]], *,
-                 x_key: str, x_label: str, x_scale: float, maximize_x: bool) -> str:
-    means = [m for m in _means(data, points)
+def _pareto_plot(all_means: Sequence[dict[str, Any]], *, x_key: str, x_label: str,
+                 x_scale: float, maximize_x: bool) -> str:
+    means = [m for m in all_means
              if m["energy_per_output_token_j"] is not None and m[x_key] is not None]
     scale, unit = _energy_scale(m["energy_per_output_token_j"] for m in means)
     mask = pareto_mask(
@@ -530,28 +540,31 @@ def render_study_report(data: StudyReportData) -> str:
 
     points = _points_with_runs(data)
     tags = {pid: tag for tag, pid, _ in points}
+    estimated = _estimated_points(data)
     all_results = [r for _, pid, _ in points for r in data.results_by_point[pid]]
-    parts = [_header(data), _banners(data, tags), _environment(all_results)]
+    parts = [_header(data), _banners(data, tags, estimated), _environment(all_results)]
     if not points:
         parts.append('<p class="note">No completed runs yet: nothing to report.</p>')
     else:
-        parts.append(_stats_table(data, points))
+        fig = _figures(data, points, estimated)
+        parts.append(_stats_table(data, points, fig))
         parts.append("<h2>Energy per output token</h2>")
         keys = swept_keys(data.manifest)
         if keys:
-            parts.extend(_parameter_plot(data, points, k, keys) for k in keys[:MAX_PARAMETER_PLOTS])
+            parts.extend(_parameter_plot(data, points, fig, k, keys)
+                         for k in keys[:MAX_PARAMETER_PLOTS])
             if len(keys) > MAX_PARAMETER_PLOTS:
                 parts.append(f'<p class="note">{len(keys) - MAX_PARAMETER_PLOTS} more swept '
                              "parameters are not plotted.</p>")
         else:
-            parts.append(_labels_plot(data, points))
+            parts.append(_labels_plot(points, fig))
         parts.append("<h2>Throughput and power</h2>")
-        parts.append(_throughput_power_plot(data, points))
+        parts.append(_throughput_power_plot(data, points, fig.means))
         parts.append("<h2>Pareto frontiers</h2>")
-        parts.append(_pareto_plot(data, points, x_key="e2e_p50_s",
+        parts.append(_pareto_plot(fig.means, x_key="e2e_p50_s",
                                   x_label="end-to-end latency p50 (ms)", x_scale=1000.0,
                                   maximize_x=False))
-        parts.append(_pareto_plot(data, points, x_key="output_tokens_per_s",
+        parts.append(_pareto_plot(fig.means, x_key="output_tokens_per_s",
                                   x_label="output throughput (tok/s)", x_scale=1.0,
                                   maximize_x=True))
         parts.append("<h2>Time series</h2>")

@@ -11,17 +11,23 @@ point's runs (only ``n`` and ``mean`` with a single run).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_energy_measure.domain import AggregatedResult
-from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
-from llm_energy_measure.results.atomic import atomic_write_bytes, atomic_write_text
-from llm_energy_measure.results.exporters import Scalar, check_output_path, flatten_result
+from llm_energy_measure.exceptions import ConfigurationError
+from llm_energy_measure.results.atomic import atomic_write_text
+from llm_energy_measure.results.exporters import (
+    EXPORT_FORMATS,
+    Scalar,
+    check_output_path,
+    flatten_result,
+    to_cell,
+    write_rows_csv,
+    write_rows_parquet,
+)
 from llm_energy_measure.results.study_stats import (
     HEADLINE_METRICS,
     load_study_results,
@@ -33,7 +39,6 @@ if TYPE_CHECKING:
     from llm_energy_measure.results.repository import FileSystemRepository
     from llm_energy_measure.state.study_models import StudyManifest
 
-STUDY_EXPORT_FORMATS = ("csv", "json", "parquet")
 PARAM_PREFIX = "param."
 
 
@@ -47,15 +52,8 @@ def swept_keys(manifest: StudyManifest) -> list[str]:
     return list(keys)
 
 
-def _scalar(value: Any) -> Scalar:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _params(manifest: StudyManifest, point_id: str, keys: Sequence[str]) -> dict[str, Scalar]:
-    overrides = manifest.point(point_id).overrides
-    return {f"{PARAM_PREFIX}{k}": _scalar(overrides.get(k)) for k in keys}
+def _params(overrides: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Scalar]:
+    return {f"{PARAM_PREFIX}{k}": to_cell(overrides.get(k)) for k in keys}
 
 
 def run_rows(
@@ -71,7 +69,7 @@ def run_rows(
                 "study_id": manifest.study_id,
                 "point_id": point.point_id,
                 "point_label": point.label,
-                **_params(manifest, point.point_id, keys),
+                **_params(point.overrides, keys),
                 "cycle": cycles.get(result.experiment_id),
             }
             row.update(flatten_result(result))
@@ -94,7 +92,7 @@ def point_rows(
         row: dict[str, Scalar] = {
             "point_id": point.point_id,
             "point_label": point.label,
-            **_params(manifest, point.point_id, keys),
+            **_params(point.overrides, keys),
             "runs": len(runs),
         }
         for metric in HEADLINE_METRICS:
@@ -121,37 +119,6 @@ def _columns(rows: Sequence[Mapping[str, Scalar]]) -> list[str]:
     return list(columns)
 
 
-def _write_csv(rows: Sequence[Mapping[str, Scalar]], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _arrow_values(values: list[Scalar]) -> list[Scalar]:
-    """One Arrow type per column: ints mixed with floats become floats, other mixes text."""
-    kinds = {type(v) for v in values if v is not None}
-    if kinds <= {int, float} and float in kinds:
-        return [None if v is None else float(v) for v in values]  # type: ignore[arg-type]
-    if len(kinds) > 1:
-        return [None if v is None else str(v) for v in values]
-    return values
-
-
-def _write_parquet(rows: Sequence[Mapping[str, Scalar]], path: Path) -> None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingExtraError("parquet", "pyarrow", "Parquet export") from None
-    table = pa.table({c: _arrow_values([row.get(c) for row in rows]) for c in _columns(rows)})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
-
-
 def export_study(
     manifest: StudyManifest,
     repo: FileSystemRepository,
@@ -167,9 +134,9 @@ def export_study(
     statistics table in the same format. Parquet needs the ``parquet`` extra.
     """
     fmt = fmt.lower()
-    if fmt not in STUDY_EXPORT_FORMATS:
+    if fmt not in EXPORT_FORMATS:
         raise ConfigurationError(
-            f"--format must be one of {', '.join(STUDY_EXPORT_FORMATS)}, got {fmt!r}"
+            f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}"
         )
     path = check_output_path(path)
     if point_stats_path is not None:
@@ -192,8 +159,8 @@ def export_study(
         if point_stats_path is not None:
             atomic_write_text(point_stats_path, json.dumps(points, indent=2) + "\n")
         return path
-    writer = _write_csv if fmt == "csv" else _write_parquet
-    writer(runs, path)
+    writer = write_rows_csv if fmt == "csv" else write_rows_parquet
+    writer(_columns(runs), runs, path)
     if point_stats_path is not None:
-        writer(points, point_stats_path)
+        writer(_columns(points), points, point_stats_path)
     return path
