@@ -22,7 +22,7 @@ from llm_energy_measure.core.compute_metrics import (
 from llm_energy_measure.core.device_peaks import DevicePeak
 from llm_energy_measure.core.flops import ArchSpec
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
-from llm_energy_measure.domain import FlopsResult, ModelInfo, Timestamps
+from llm_energy_measure.domain import FlopsResult, ModelInfo, RequestRecord, Timestamps
 from llm_energy_measure.protocols import MetricsCollector
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -62,11 +62,15 @@ def _loaded(dtype: str = "float16", device: str = "cuda:0") -> LoadedModel:
 def _output(
     sequences: list[SequenceShape], compute_time_s: float = 2.0, num_batches: int = 1
 ) -> InferenceOutput:
+    requests = [
+        RequestRecord(request_id=i, cycle=0, input_tokens=s.input_tokens,
+                      output_tokens=s.output_tokens, submitted_s=0.0, e2e_s=1.0)
+        for i, s in enumerate(sequences)
+    ]
     return InferenceOutput(
-        requests=[],
+        requests=requests,
         window=Timestamps(start=0.0, end=5.0, duration_s=5.0),
         compute_time_s=compute_time_s,
-        sequences=sequences,
         num_batches=num_batches,
     )
 

@@ -16,7 +16,6 @@ from llm_energy_measure.core.types import (
     InferenceOutput,
     LoadedModel,
     Prompt,
-    SequenceShape,
 )
 from llm_energy_measure.domain import (
     ComputeMetrics,
@@ -78,7 +77,6 @@ class FakeEngine:
         return InferenceOutput(
             requests=requests, window=Timestamps(start=start, end=self.t, duration_s=WINDOW_S),
             compute_time_s=WINDOW_S,
-            sequences=[SequenceShape(IN_TOKENS, OUT_TOKENS)] * len(prompts),
             num_batches=1,
         )
 

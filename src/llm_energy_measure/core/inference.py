@@ -29,7 +29,7 @@ from llm_energy_measure.core.timing import (
     make_step_recorder,
     synchronize,
 )
-from llm_energy_measure.core.types import InferenceOutput, LoadedModel, Prompt, SequenceShape
+from llm_energy_measure.core.types import InferenceOutput, LoadedModel, Prompt
 from llm_energy_measure.domain import MeasurementWarning, RequestRecord, Timestamps
 from llm_energy_measure.exceptions import InferenceError
 
@@ -218,20 +218,19 @@ def run_inference(
     if on_window_close is not None:
         on_window_close()
 
-    measured = [
-        row
+    requests = [
+        record
         for batch, output_ids, step_times_s, submitted in finished
-        for row in _measure_rows(
+        for record in _measure_rows(
             batch, output_ids, step_times_s, submitted, t0, eos_ids, tokenizer,
             cycle=cycle, save_text=config.inference.save_outputs,
         )
     ]
-    measured.sort(key=lambda pair: pair[0].request_id)
+    requests.sort(key=lambda record: record.request_id)
     return InferenceOutput(
-        requests=[record for record, _ in measured],
+        requests=requests,
         window=Timestamps(start=window_start, end=window_end, duration_s=t1 - t0),
         compute_time_s=compute_time_s,
-        sequences=[shape for _, shape in measured],
         num_batches=len(batches),
         padded_input_tokens=padded_input_tokens,
         warnings=warnings,
@@ -249,14 +248,14 @@ def _measure_rows(
     *,
     cycle: int,
     save_text: bool,
-) -> list[tuple[RequestRecord, SequenceShape]]:
+) -> list[RequestRecord]:
     """Tokens and latencies of each row of one finished batch (times on the perf clock)."""
     prompt_len = int(batch.inputs["input_ids"].shape[1])
     generated: list[list[int]] = output_ids[:, prompt_len:].tolist()
     real_inputs: list[int] = batch.inputs["attention_mask"].sum(dim=1).tolist()
     # Steps beyond the kept tokens (a look-ahead step undone by generate) are ignored.
     steps_s = list(step_times_s[: len(generated[0])])
-    rows: list[tuple[RequestRecord, SequenceShape]] = []
+    rows: list[RequestRecord] = []
     for row, prompt in enumerate(batch.prompts):
         n_out = count_output_tokens(generated[row], eos_ids)
         ttft, itl, e2e = latencies(steps_s, n_out, submitted[row])
@@ -264,13 +263,12 @@ def _measure_rows(
             tokenizer.decode(generated[row][:n_out], skip_special_tokens=True)
             if save_text else None
         )
-        record = RequestRecord(
+        rows.append(RequestRecord(
             request_id=prompt.request_id, cycle=cycle,
             input_tokens=int(real_inputs[row]), output_tokens=n_out,
             submitted_s=submitted[row] - t0, ttft_s=ttft, itl_s=itl, e2e_s=e2e,
             output_text=text,
-        )
-        rows.append((record, SequenceShape(int(real_inputs[row]), n_out)))
+        ))
     return rows
 
 

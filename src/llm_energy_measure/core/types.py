@@ -61,10 +61,14 @@ class InferenceOutput:
     requests: list[RequestRecord]
     window: Timestamps
     compute_time_s: float
-    sequences: list[SequenceShape]
     num_batches: int
     padded_input_tokens: int = 0
     warnings: list[MeasurementWarning] = field(default_factory=list)
+
+    @property
+    def sequences(self) -> list[SequenceShape]:
+        """The real lengths of each request's sequence, in request order (for FLOPs)."""
+        return [SequenceShape(r.input_tokens, r.output_tokens) for r in self.requests]
 
     @property
     def input_tokens(self) -> int:

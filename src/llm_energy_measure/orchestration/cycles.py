@@ -16,7 +16,7 @@ from llm_energy_measure.domain import (
 
 
 def combine_outputs(outputs: Sequence[InferenceOutput]) -> InferenceOutput:
-    """One output spanning every cycle: requests and sequences concatenated, compute times and
+    """One output spanning every cycle: requests concatenated, compute times and
     window durations summed; the window's edges are the first start and the last end."""
     if not outputs:
         raise ValueError("no cycles to combine")
@@ -29,7 +29,6 @@ def combine_outputs(outputs: Sequence[InferenceOutput]) -> InferenceOutput:
         requests=[r for o in outputs for r in o.requests],
         window=window,
         compute_time_s=sum(o.compute_time_s for o in outputs),
-        sequences=[s for o in outputs for s in o.sequences],
         num_batches=sum(o.num_batches for o in outputs),
         padded_input_tokens=sum(o.padded_input_tokens for o in outputs),
         warnings=[w for o in outputs for w in o.warnings],
