@@ -14,6 +14,7 @@ from llm_energy_measure.constants import (
     MIN_WINDOW_COUNTER_PERIODS,
     NVML_COUNTER_UPDATE_PERIOD_S,
 )
+from llm_energy_measure.core.energy_backends.sampler import peak_power_w
 from llm_energy_measure.core.types import EnergyReading
 from llm_energy_measure.domain import (
     DeviceEnergy,
@@ -68,12 +69,8 @@ def peak_total_power_w(samples: Iterable[UtilisationSample]) -> float | None:
 def _device_peak(device: DeviceEnergy, samples: Sequence[UtilisationSample]) -> DeviceEnergy:
     if device.peak_power_w is not None:
         return device
-    powers = [
-        s.power_w for s in samples if s.device_id == device.device_id and s.power_w is not None
-    ]
-    if not powers:
-        return device
-    return device.model_copy(update={"peak_power_w": max(powers)})
+    peak = peak_power_w(samples, device.device_id)
+    return device if peak is None else device.model_copy(update={"peak_power_w": peak})
 
 
 def _mean_power_w(

@@ -123,15 +123,19 @@ def auto_parts(
     estimator: EstimatorFactory | None = None,
     own_pids: Iterable[int] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    use_rapl: bool = True,
 ) -> tuple[list[EnergyBackend], list[MeasurementWarning]]:
-    """Parts of the ``auto`` backend, ordered estimator, NVML, RAPL (see CompositeBackend)."""
+    """Parts of the ``auto`` backend, ordered estimator, NVML, RAPL (see CompositeBackend).
+
+    ``use_rapl=False`` (the ``codecarbon`` backend) leaves CPU and RAM to the estimator.
+    """
     parts: list[EnergyBackend] = []
     notes: list[MeasurementWarning] = []
     if is_host_leader:
         parts, notes = host_parts(
             host=host,
-            rapl=rapl,
-            use_rapl=True,
+            rapl=rapl if use_rapl else None,
+            use_rapl=use_rapl,
             sample_interval_ms=sample_interval_ms,
             country_iso_code=country_iso_code,
             region=region,

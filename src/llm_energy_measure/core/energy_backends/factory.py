@@ -10,7 +10,6 @@ from llm_energy_measure.core.devices import GPU, RaplDomains, get_gpus, get_rapl
 from llm_energy_measure.core.energy_backends.auto import (
     EstimatorFactory,
     auto_parts,
-    host_parts,
 )
 from llm_energy_measure.core.energy_backends.codecarbon import (
     carbon_intensity_g_per_kwh,
@@ -126,7 +125,7 @@ def _parts(
     clock: Callable[[], float],
 ) -> tuple[list[EnergyBackend], list[MeasurementWarning]]:
     interval_ms = config.sample_interval_ms
-    if kind == "auto":
+    if kind in ("auto", "codecarbon"):
         return auto_parts(
             gpus=gpus,
             rapl=rapl,
@@ -138,6 +137,7 @@ def _parts(
             estimator=estimator,
             own_pids=own_pids,
             clock=clock,
+            use_rapl=kind == "auto",
         )
     if kind == "nvml":
         if len(gpus) == 0:
@@ -152,27 +152,6 @@ def _parts(
         if rapl is None or not rapl.measurable():
             raise EnergyTrackingError(NO_RAPL_MESSAGE)
         return [RaplBackend(rapl.measurable(), host=host, clock=clock)], []
-    if kind == "codecarbon":
-        parts: list[EnergyBackend] = []
-        notes: list[MeasurementWarning] = []
-        if is_host_leader:
-            parts, notes = host_parts(
-                host=host,
-                rapl=None,
-                use_rapl=False,
-                sample_interval_ms=interval_ms,
-                country_iso_code=config.country_iso_code,
-                region=config.region,
-                estimator=estimator,
-                clock=clock,
-            )
-        if len(gpus) > 0:
-            parts.append(
-                NvmlBackend(
-                    gpus, host=host, sample_interval_ms=interval_ms, clock=clock, own_pids=own_pids
-                )
-            )
-        return parts, notes
     if kind == "zeus":
         return [ZeusBackend(gpus, host=host, include_host_domains=is_host_leader, clock=clock)], []
     raise EnergyTrackingError(f"energy.backend {kind!r} is not known")
