@@ -8,8 +8,6 @@ import pytest
 
 from llm_energy_measure.config.models import BatchingConfig
 from llm_energy_measure.core.batching import (
-    make_batches,
-    padded_tokens,
     plan_batches,
     shard_prompts,
 )
@@ -35,7 +33,7 @@ def test_fixed_keeps_workload_order() -> None:
 
 
 def test_fixed_last_batch_is_partial() -> None:
-    batches = make_batches(PROMPTS, COUNTS, BatchingConfig(strategy="fixed", batch_size=4))
+    batches = plan_batches(PROMPTS, COUNTS, BatchingConfig(strategy="fixed", batch_size=4)).batches
     assert ids(batches) == [[0, 1, 2, 3], [4, 5]]
 
 
@@ -57,7 +55,7 @@ def test_token_budget_greedy_groups() -> None:
 
 def test_token_budget_respects_batch_size() -> None:
     config = BatchingConfig(strategy="token_budget", batch_size=4, max_tokens_per_batch=100)
-    batches = make_batches(PROMPTS, COUNTS, config)
+    batches = plan_batches(PROMPTS, COUNTS, config).batches
     assert ids(batches) == [[1, 3, 5, 0], [2, 4]]
 
 
@@ -73,15 +71,10 @@ def test_token_budget_prompt_over_budget_runs_alone_and_is_reported() -> None:
     assert "batching.max_tokens_per_batch (20)" in warning.message
 
 
-def test_padded_tokens_helper_uses_request_ids() -> None:
-    plan = plan_batches(PROMPTS, COUNTS, BatchingConfig(strategy="fixed", batch_size=2))
-    by_id = {p.request_id: n for p, n in zip(PROMPTS, COUNTS, strict=True)}
-    assert padded_tokens(plan.batches, by_id) == 50
-
 
 def test_misaligned_counts_raise() -> None:
     with pytest.raises(ValueError, match="6 prompts but 5 token counts"):
-        make_batches(PROMPTS, COUNTS[:5], BatchingConfig())
+        plan_batches(PROMPTS, COUNTS[:5], BatchingConfig())
 
 
 def test_shard_longest_processing_time_by_hand() -> None:

@@ -8,7 +8,7 @@ batch of ``n`` prompts whose longest has ``L`` tokens occupies ``n x L`` padded 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from llm_energy_measure.config.models import BatchingConfig
@@ -111,21 +111,6 @@ def _budget_groups(
         if token_counts[i] > budget:
             over_budget.append(i)
     return groups, over_budget
-
-
-def make_batches(
-    prompts: Sequence[Prompt], token_counts: Sequence[int], config: BatchingConfig
-) -> list[list[Prompt]]:
-    """The batches of :func:`plan_batches` (use that to also get over-budget prompts)."""
-    return plan_batches(prompts, token_counts, config).batches
-
-
-def padded_tokens(batches: Sequence[Sequence[Prompt]], token_counts: Mapping[int, int]) -> int:
-    """Input tokens including left padding: sum over batches of size x longest prompt.
-
-    ``token_counts`` maps request id to that prompt's token count.
-    """
-    return _padded_size([token_counts[p.request_id] for p in batch] for batch in batches)
 
 
 def _padded_size(counts_per_batch: Iterable[Sequence[int]]) -> int:
