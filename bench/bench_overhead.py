@@ -91,7 +91,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from llm_energy_measure.core.batching import make_batches
+    from llm_energy_measure.core.batching import plan_batches
     from llm_energy_measure.core.compute_metrics import ComputeMetricsCollector
     from llm_energy_measure.core.energy_backends import create_energy_backend
     from llm_energy_measure.core.model_loader import load_model_tokenizer
@@ -102,7 +102,7 @@ def main() -> int:
     prompts = load_prompts(config.prompts, tokenizer=loaded.tokenizer, seed=config.seed)
     prompts, _, counts = truncate_prompts(prompts, loaded.tokenizer, 128)
     by_id = dict(zip((p.request_id for p in prompts), counts, strict=True))
-    groups = make_batches(prompts, [by_id[p.request_id] for p in prompts], config.batching)
+    groups = plan_batches(prompts, [by_id[p.request_id] for p in prompts], config.batching).batches
     device = loaded.model.device
     batches = [loaded.tokenizer([p.text for p in g], return_tensors="pt", padding=True).to(device)
                for g in groups]

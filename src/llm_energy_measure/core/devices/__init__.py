@@ -17,6 +17,7 @@ from llm_energy_measure.core.devices.exceptions import (
     DeviceNotFoundError,
     DeviceNotSupportedError,
     DevicePermissionError,
+    query_or_none,
 )
 from llm_energy_measure.core.devices.gpu import (
     GPU,
@@ -66,5 +67,6 @@ __all__ = [
     "get_rapl_domains",
     "gpu_info",
     "gpu_infos",
+    "query_or_none",
     "total_memory_bytes",
 ]

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from llm_energy_measure.exceptions import EnergyTrackingError
+
+_T = TypeVar("_T")
 
 
 class DeviceError(EnergyTrackingError):
     """A device query failed."""
+
+
+def query_or_none(query: Callable[[], _T]) -> _T | None:
+    """``query()``, or None when the device cannot answer it (any DeviceError)."""
+    try:
+        return query()
+    except DeviceError:
+        return None
 
 
 class DeviceNotSupportedError(DeviceError):

@@ -170,8 +170,8 @@ class NVIDIAGPU(GPU):
         self._nvml = nvml
         try:
             self._handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            uuid = _as_str(nvml.nvmlDeviceGetUUID(self._handle))
-            name = _as_str(nvml.nvmlDeviceGetName(self._handle))
+            uuid = as_str(nvml.nvmlDeviceGetUUID(self._handle))
+            name = as_str(nvml.nvmlDeviceGetName(self._handle))
         except nvml.NVMLError as exc:
             raise from_nvml_error(exc, f"opening GPU {index}") from exc
         super().__init__(index=index, uuid=uuid, name=name)
@@ -420,5 +420,6 @@ def _safe_shutdown(nvml: Any) -> None:
         logger.debug("nvmlShutdown failed: {}", exc)
 
 
-def _as_str(value: Any) -> str:
+def as_str(value: Any) -> str:
+    """An NVML string (bytes in older bindings) as str."""
     return value.decode() if isinstance(value, bytes) else str(value)

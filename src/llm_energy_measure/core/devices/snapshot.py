@@ -7,19 +7,13 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from llm_energy_measure.core.devices.exceptions import DeviceError
-from llm_energy_measure.core.devices.gpu import GPU, GPUs
+from llm_energy_measure.core.devices.exceptions import query_or_none
+from llm_energy_measure.core.devices.gpu import GPU, GPUs, as_str
 from llm_energy_measure.core.devices.rapl import RaplDomains
 from llm_energy_measure.domain import GpuInfo
 
 _T = TypeVar("_T")
 
-
-def _maybe(query: Callable[[], _T]) -> _T | None:
-    try:
-        return query()
-    except DeviceError:
-        return None
 
 
 def gpu_info(gpu: GPU) -> GpuInfo:
@@ -28,13 +22,13 @@ def gpu_info(gpu: GPU) -> GpuInfo:
         index=gpu.index,
         uuid=gpu.uuid,
         name=gpu.name,
-        memory_total_bytes=_maybe(gpu.memory_total_bytes),
-        power_limit_w=_maybe(gpu.power_limit_w),
-        persistence_mode=_maybe(gpu.persistence_mode),
+        memory_total_bytes=query_or_none(gpu.memory_total_bytes),
+        power_limit_w=query_or_none(gpu.power_limit_w),
+        persistence_mode=query_or_none(gpu.persistence_mode),
         energy_counter=gpu.supports_energy_counter(),
-        sm_clock_mhz=_maybe(gpu.sm_clock_mhz),
-        max_sm_clock_mhz=_maybe(gpu.max_sm_clock_mhz),
-        temperature_c=_maybe(gpu.temperature_c),
+        sm_clock_mhz=query_or_none(gpu.sm_clock_mhz),
+        max_sm_clock_mhz=query_or_none(gpu.max_sm_clock_mhz),
+        temperature_c=query_or_none(gpu.temperature_c),
     )
 
 
@@ -85,7 +79,7 @@ def driver_version(source: GPUs | Any = None) -> str | None:
     ``source`` is a :class:`GPUs` collection (its NVML session is used) or an initialised
     NVML module; by default pynvml is imported and initialised for this call only.
     """
-    return _with_nvml(source, lambda m: _as_str(m.nvmlSystemGetDriverVersion()))
+    return _with_nvml(source, lambda m: as_str(m.nvmlSystemGetDriverVersion()))
 
 
 def cuda_driver_version(source: GPUs | Any = None) -> str | None:
@@ -100,6 +94,3 @@ def cuda_driver_version(source: GPUs | Any = None) -> str | None:
 
     return _with_nvml(source, query)
 
-
-def _as_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -24,17 +24,11 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from llm_energy_measure.core.devices import GPU, THROTTLING_REASONS, DeviceError
+from llm_energy_measure.core.devices import GPU, THROTTLING_REASONS, query_or_none
 from llm_energy_measure.domain import MeasurementWarning, UtilisationSample
 
 _T = TypeVar("_T")
 
-
-def _maybe(query: Callable[[], _T]) -> _T | None:
-    try:
-        return query()
-    except DeviceError:
-        return None
 
 
 def integrate_power_j(samples: Iterable[UtilisationSample], device_id: str) -> float | None:
@@ -177,7 +171,7 @@ class PowerSampler:
             self._ticks += 1
 
     def _gpu_sample(self, gpu: GPU, t_s: float, check_processes: bool) -> UtilisationSample:
-        reasons = _maybe(gpu.throttle_reasons) or []
+        reasons = query_or_none(gpu.throttle_reasons) or []
         throttling = [r for r in reasons if r in THROTTLING_REASONS]
         if throttling:
             with self._lock:
@@ -185,7 +179,7 @@ class PowerSampler:
                 for reason in throttling:
                     counts[reason] = counts.get(reason, 0) + 1
         if check_processes:
-            pids = _maybe(gpu.running_process_pids) or []
+            pids = query_or_none(gpu.running_process_pids) or []
             others = self._foreign_pids(pids)
             if others:
                 with self._lock:
@@ -193,11 +187,11 @@ class PowerSampler:
         return UtilisationSample(
             t_s=t_s,
             device_id=gpu.device_id,
-            power_w=_maybe(gpu.power_w),
-            temperature_c=_maybe(gpu.temperature_c),
-            utilisation_pct=_maybe(gpu.utilisation_pct),
-            memory_used_bytes=_maybe(gpu.memory_used_bytes),
-            sm_clock_mhz=_maybe(gpu.sm_clock_mhz),
+            power_w=query_or_none(gpu.power_w),
+            temperature_c=query_or_none(gpu.temperature_c),
+            utilisation_pct=query_or_none(gpu.utilisation_pct),
+            memory_used_bytes=query_or_none(gpu.memory_used_bytes),
+            sm_clock_mhz=query_or_none(gpu.sm_clock_mhz),
         )
 
     def _foreign_pids(self, pids: Sequence[int]) -> set[int]:
