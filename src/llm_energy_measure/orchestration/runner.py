@@ -136,6 +136,17 @@ class _Window:
         return self._reading, self._memory
 
 
+@dataclass
+class _Measured:
+    """What the measured cycles produced, cycle by cycle."""
+
+    outputs: list[InferenceOutput] = field(default_factory=list)
+    readings: list[EnergyReading] = field(default_factory=list)
+    cycles: list[CycleMetrics] = field(default_factory=list)
+    memories: list[MemoryStats] = field(default_factory=list)
+    cycle_warnings: list[MeasurementWarning] = field(default_factory=list)
+
+
 class ExperimentOrchestrator:
     """Runs one process's share of an experiment and stores its raw result."""
 
@@ -180,10 +191,10 @@ class ExperimentOrchestrator:
                 self.ctx.barrier("baseline_end")
             self._report("warming up")
             warm = run_warmup(self.c.engine, loaded, prompts, config)
-            outputs, readings, cycles = self._measure(config, loaded, prompts, backend, baseline)
+            measured = self._measure(config, loaded, prompts, backend, baseline)
             return self._finish(
-                config, experiment_id, loaded, warm, outputs, readings, cycles, baseline,
-                prompt_notes, environment,
+                config, experiment_id, loaded, warm, measured, baseline, prompt_notes,
+                environment,
             )
 
     def _measure(
@@ -193,12 +204,8 @@ class ExperimentOrchestrator:
         prompts: Sequence[Prompt],
         backend: EnergyBackend,
         baseline: dict[str, float] | None,
-    ) -> tuple[list[InferenceOutput], list[EnergyReading], list[CycleMetrics]]:
-        self._memories: list[MemoryStats] = []
-        self._cycle_warnings: list[MeasurementWarning] = []
-        outputs: list[InferenceOutput] = []
-        readings: list[EnergyReading] = []
-        cycles: list[CycleMetrics] = []
+    ) -> _Measured:
+        measured = _Measured()
         total = len(prompts) * config.cycles
         for cycle in range(config.cycles):
             done_before = cycle * len(prompts)
@@ -217,7 +224,7 @@ class ExperimentOrchestrator:
                 raise
             window.close()  # no-op when the engine closed it
             reading, memory = window.result()
-            self._memories.append(memory)
+            measured.memories.append(memory)
             energy, cycle_warnings = self.c.energy_builder(
                 reading,
                 baseline_power_w=baseline,
@@ -226,11 +233,11 @@ class ExperimentOrchestrator:
                 num_requests=len(output.requests),
                 config=config.energy,
             )
-            self._cycle_warnings.extend(cycle_warnings)
-            outputs.append(output)
-            readings.append(reading)
-            cycles.append(cycle_metrics(cycle, output, energy))
-        return outputs, readings, cycles
+            measured.cycle_warnings.extend(cycle_warnings)
+            measured.outputs.append(output)
+            measured.readings.append(reading)
+            measured.cycles.append(cycle_metrics(cycle, output, energy))
+        return measured
 
     def _finish(
         self,
@@ -238,15 +245,13 @@ class ExperimentOrchestrator:
         experiment_id: str,
         loaded: LoadedModel,
         warm: WarmupResult,
-        outputs: list[InferenceOutput],
-        readings: list[EnergyReading],
-        cycles: list[CycleMetrics],
+        measured: _Measured,
         baseline: dict[str, float] | None,
         prompt_notes: list[str],
         environment: EnvironmentInfo,
     ) -> RawProcessResult:
-        combined = combine_outputs(outputs)
-        reading = combine_readings(readings)
+        combined = combine_outputs(measured.outputs)
+        reading = combine_readings(measured.readings)
         energy, energy_warnings = self.c.energy_builder(
             reading,
             baseline_power_w=baseline,
@@ -257,10 +262,11 @@ class ExperimentOrchestrator:
         )
         inference = InferenceMetrics.from_requests(combined.requests, combined.compute_time_s)
         compute = self.c.metrics.compute(loaded, combined)
-        memory = peak_memory(self._memories).model_copy(
+        memory = peak_memory(measured.memories).model_copy(
             update={"model_weights_bytes": loaded.info.weight_bytes}
         )
-        warnings = self._warnings(loaded, combined, reading, energy_warnings, prompt_notes, warm)
+        warnings = self._warnings(loaded, combined, reading, energy_warnings, prompt_notes, warm,
+                                  measured.cycle_warnings)
         devices = energy.devices if energy is not None else ()
         counters = tuple(sorted({d.source for d in devices if d.method == "counter"}))
         raw = RawProcessResult(
@@ -279,7 +285,7 @@ class ExperimentOrchestrator:
             energy=energy,
             compute=compute,
             memory=memory,
-            cycles=tuple(cycles),
+            cycles=tuple(measured.cycles),
             timeseries=tuple(reading.timeseries) if config.energy.save_timeseries else (),
             warmup_runs=warm.runs,
             warmup_converged=warm.converged,
@@ -302,6 +308,7 @@ class ExperimentOrchestrator:
         energy_warnings: list[MeasurementWarning],
         prompt_notes: list[str],
         warm: WarmupResult,
+        cycle_warnings: list[MeasurementWarning],
     ) -> list[MeasurementWarning]:
         idx = self.ctx.process_index
         found: list[MeasurementWarning] = []
@@ -321,7 +328,7 @@ class ExperimentOrchestrator:
         found.extend(energy_warnings)
         # Per-cycle checks (e.g. a cycle too short for the counter) are kept too; duplicates
         # of the whole-run warnings are dropped below.
-        found.extend(self._cycle_warnings)
+        found.extend(cycle_warnings)
         unique: dict[tuple[str, str], MeasurementWarning] = {}
         for w in found:
             unique.setdefault((w.code, w.message), w.model_copy(update={"process_index": idx}))
