@@ -1,4 +1,5 @@
-"""A single-file, offline HTML report of a study: statistics table and inline SVG plots.
+"""A single-file, offline HTML report of a study: statistics table and inline SVG plots
+(the plots are drawn by ``report_figures``).
 
 The page has no script, no external stylesheet, font or image: inline CSS and inline SVG drawn
 by ``report_svg``. Every text from results or configs is escaped. The same inputs give the same
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llm_energy_measure.domain import (
     AggregatedResult,
@@ -27,16 +28,20 @@ from llm_energy_measure.domain import (
 )
 from llm_energy_measure.results.atomic import atomic_write_text
 from llm_energy_measure.results.exporters import check_output_path
-from llm_energy_measure.results.pareto import pareto_mask
-from llm_energy_measure.results.report_svg import MUTED, PALETTE, Chart, Series, render_chart
+from llm_energy_measure.results.report_figures import (
+    Figures,
+    compute_figures,
+    labels_plot,
+    parameter_plot,
+    pareto_plot,
+    throughput_power_plot,
+    timeseries_plot,
+)
 from llm_energy_measure.results.study_export import swept_keys
 from llm_energy_measure.results.study_stats import (
-    HEADLINE_METRICS,
     METRICS_BY_KEY,
     internal_cycle_stats,
     load_study_results,
-    point_statistics,
-    point_values,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +50,6 @@ if TYPE_CHECKING:
 
 #: At most this many swept keys get their own "energy per token vs parameter" plot.
 MAX_PARAMETER_PLOTS = 4
-_BASE = "(base)"
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;
@@ -175,25 +179,6 @@ def _estimated_points(data: StudyReportData) -> set[str]:
     }
 
 
-@dataclass(frozen=True)
-class _Figures:
-    """Per-point figures, computed once per report: headline values of each run
-    (``point_values``), statistics (``point_statistics``), the points with estimated energy,
-    and one row of means per point with runs (see ``_means``)."""
-
-    values: dict[str, dict[str, list[float]]]
-    stats: dict[str, dict[str, MetricStats]]
-    estimated: set[str]
-    means: list[dict[str, Any]]
-
-
-def _figures(data: StudyReportData, points: Sequence[tuple[int, str, str]],
-             estimated: set[str]) -> _Figures:
-    values = point_values(data.results_by_point)
-    return _Figures(values, point_statistics(data.results_by_point), estimated,
-                    _means(values, points, estimated))
-
-
 def _header(data: StudyReportData) -> str:
     m = data.manifest
     completed = sum(1 for r in m.runs if r.status == "completed")
@@ -273,7 +258,7 @@ _TABLE_GROUPS = (
 
 
 def _stats_table(data: StudyReportData, points: Sequence[tuple[int, str, str]],
-                 fig: _Figures) -> str:
+                 fig: Figures) -> str:
     tables = []
     for title, keys in _TABLE_GROUPS:
         metrics = [METRICS_BY_KEY[k] for k in keys]
@@ -328,202 +313,6 @@ def _warnings(results: Iterable[AggregatedResult]) -> str:
             f"<th>runs</th></tr>{body}</table>")
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
-def _energy_scale(values: Iterable[float]) -> tuple[float, str]:
-    """Joules, or millijoules when every value is below 0.1 J (readable tick labels)."""
-    vals = [abs(v) for v in values]
-    return (1000.0, "mJ") if vals and max(vals) < 0.1 else (1.0, "J")
-
-
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
-
-
-def _estimate_caption(fig: _Figures) -> str:
-    if not fig.estimated:
-        return ""
-    return " Some plotted energy figures are estimates (points marked * in the table)."
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _value_text(value: Any) -> str:
-    if value is None:
-        return _BASE
-    return str(value)
-
-
-def _parameter_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]],
-                    fig: _Figures, key: str, keys: Sequence[str]) -> str:
-    m = data.manifest
-    epj = [v for _, pid, _ in points for v in fig.values[pid]["energy_per_output_token_j"]]
-    scale, unit = _energy_scale(epj)
-    raw_x: dict[str, Any] = {pid: m.point(pid).overrides.get(key) for _, pid, _ in points}
-    numeric = all(_is_number(v) for v in raw_x.values())
-    labels: list[str] = []
-    for v in raw_x.values():
-        if _value_text(v) not in labels:
-            labels.append(_value_text(v))
-
-    def x_of(pid: str) -> float:
-        value = raw_x[pid]
-        return float(value) if numeric else float(labels.index(_value_text(value)))
-    others = [k for k in keys if k != key]
-    groups: dict[str, list[str]] = {}
-    for _, pid, _ in points:
-        ov = m.point(pid).overrides
-        name = ", ".join(f"{k}={_value_text(ov.get(k))}" for k in others) or "all points"
-        groups.setdefault(name, []).append(pid)
-    series = []
-    for i, (name, pids) in enumerate(groups.items()):
-        rows = []
-        for pid in pids:
-            mean = _mean(fig.values[pid]["energy_per_output_token_j"])
-            if mean is None:
-                continue
-            s = fig.stats[pid].get("energy_per_output_token_j")
-            err = None if s is None else (s.ci95_low * scale, s.ci95_high * scale)
-            rows.append((x_of(pid), mean * scale, err))
-        rows.sort(key=lambda r: r[0])
-        series.append(Series(
-            name=name, points=[(x, y) for x, y, _ in rows], errors=[e for _, _, e in rows],
-            color=PALETTE[i % len(PALETTE)],
-        ))
-    chart = Chart(
-        title=f"Energy per output token vs {key}",
-        x_label=key, y_label=f"energy per output token ({unit})", series=series,
-        categories=None if numeric else labels,
-        note="error bars: 95% CI over runs (none with a single run)",
-    )
-    return _figure(render_chart(chart), f"Mean energy per output token of each point against "
-                   f"{key}; one line per combination of the other swept parameters."
-                   + _estimate_caption(fig))
-
-
-def _labels_plot(points: Sequence[tuple[int, str, str]], fig: _Figures) -> str:
-    """Energy per token per point, when there is no swept parameter to put on the x axis."""
-    epj = [v for _, pid, _ in points for v in fig.values[pid]["energy_per_output_token_j"]]
-    scale, unit = _energy_scale(epj)
-    xy, errs = [], []
-    for i, (_, pid, _) in enumerate(points):
-        mean = _mean(fig.values[pid]["energy_per_output_token_j"])
-        if mean is None:
-            continue
-        s = fig.stats[pid].get("energy_per_output_token_j")
-        xy.append((float(i), mean * scale))
-        errs.append(None if s is None else (s.ci95_low * scale, s.ci95_high * scale))
-    chart = Chart(
-        title="Energy per output token by point", x_label="point",
-        y_label=f"energy per output token ({unit})",
-        series=[Series("mean over runs", xy, errors=errs, line=False)],
-        categories=[f"#{tag}" for tag, _, _ in points],
-        note="error bars: 95% CI over runs (none with a single run)",
-    )
-    return _figure(render_chart(chart), "Mean energy per output token of each point."
-                   + _estimate_caption(fig))
-
-
-def _means(values: Mapping[str, Mapping[str, Sequence[float]]],
-           points: Sequence[tuple[int, str, str]], estimated: set[str]) -> list[dict[str, Any]]:
-    """One row per point: its tag (``*`` for estimated energy), id and headline means."""
-    out = []
-    for tag, pid, _ in points:
-        star = "*" if pid in estimated else ""
-        row: dict[str, Any] = {"tag": f"#{tag}{star}", "point_id": pid}
-        for m in HEADLINE_METRICS:
-            row[m.key] = _mean(values[pid][m.key])
-        out.append(row)
-    return out
-
-
-def _throughput_power_plot(data: StudyReportData, points: Sequence[tuple[int, str, str]],
-                           means: Sequence[dict[str, Any]]) -> str:
-    runs = [
-        (r.energy.mean_power_w, r.inference.output_tokens_per_s)
-        for _, pid, _ in points for r in data.results_by_point[pid]
-        if r.energy is not None and r.energy.mean_power_w is not None
-    ]
-    ok = [m for m in means if m["mean_power_w"] is not None]
-    chart = Chart(
-        title="Output throughput vs mean power",
-        x_label="mean power (W)", y_label="output throughput (tok/s)",
-        series=[
-            Series("single runs", runs, color=MUTED, line=False, marker_radius=3),
-            Series("point mean", [(m["mean_power_w"], m["output_tokens_per_s"]) for m in ok],
-                   color=PALETTE[0], line=False, labels=[m["tag"] for m in ok]),
-        ],
-    )
-    return _figure(render_chart(chart), "Each labelled marker is a point's mean over its runs "
-                   "(labels as in the statistics table; * = estimated energy); grey markers are "
-                   "single runs.")
-
-
-def _pareto_plot(all_means: Sequence[dict[str, Any]], *, x_key: str, x_label: str,
-                 x_scale: float, maximize_x: bool) -> str:
-    means = [m for m in all_means
-             if m["energy_per_output_token_j"] is not None and m[x_key] is not None]
-    scale, unit = _energy_scale(m["energy_per_output_token_j"] for m in means)
-    mask = pareto_mask(
-        means, minimize=("energy_per_output_token_j",) + (() if maximize_x else (x_key,)),
-        maximize=(x_key,) if maximize_x else (),
-    )
-    front = sorted((m for m, on in zip(means, mask, strict=True) if on), key=lambda m: m[x_key])
-    rest = [m for m, on in zip(means, mask, strict=True) if not on]
-
-    def xy(rows: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
-        return [(m[x_key] * x_scale, m["energy_per_output_token_j"] * scale) for m in rows]
-
-    goal = "higher throughput" if maximize_x else "lower latency"
-    chart = Chart(
-        title=f"Pareto frontier: energy per token vs {x_label.split(' (')[0]}",
-        x_label=x_label, y_label=f"energy per output token ({unit})",
-        series=[
-            Series("dominated", xy(rest), color=MUTED, line=False,
-                   labels=[m["tag"] for m in rest]),
-            Series("Pareto frontier", xy(front), color=PALETTE[3],
-                   labels=[m["tag"] for m in front], marker_radius=5),
-        ],
-        note=f"better: lower energy per token and {goal} (point means over runs)",
-    )
-    return _figure(render_chart(chart), f"Points on the frontier are not beaten on both "
-                   f"energy per token and {goal} by any other point.")
-
-
-def _timeseries_plot(data: StudyReportData) -> str:
-    samples = data.timeseries
-    if not samples:
-        return '<p class="note">No run of this study recorded a power time series.</p>'
-    use_power = any(s.power_w is not None for s in samples)
-    field = "power_w" if use_power else "utilisation_pct"
-    t0 = min(s.t_s for s in samples)
-    by_device: dict[str, list[tuple[float, float]]] = {}
-    for s in sorted(samples, key=lambda s: (s.device_id, s.t_s)):
-        value = getattr(s, field)
-        if value is not None:
-            by_device.setdefault(s.device_id, []).append((s.t_s - t0, float(value)))
-    series = [Series(dev, pts, color=PALETTE[i % len(PALETTE)], marker=len(pts) < 40,
-                     marker_radius=2.5, line_width=1.5)
-              for i, (dev, pts) in enumerate(sorted(by_device.items()))]
-    what = "power (W)" if use_power else "utilisation (%)"
-    chart = Chart(
-        title=f"{'Power' if use_power else 'Utilisation'} during run "
-              f"{data.timeseries_experiment_id}",
-        x_label="time since first sample (s)", y_label=what, series=series,
-        y_from_zero=True,
-    )
-    caption = ("Sampled power of each device during the first completed run with samples."
-               if use_power else "No power samples were recorded; utilisation is shown instead.")
-    return _figure(render_chart(chart), caption)
-
-
 def _points_legend(data: StudyReportData, points: Sequence[tuple[int, str, str]]) -> str:
     rows = "".join(
         f"<tr><td>#{tag}</td><td>{escape(label)}</td>"
@@ -546,29 +335,29 @@ def render_study_report(data: StudyReportData) -> str:
     if not points:
         parts.append('<p class="note">No completed runs yet: nothing to report.</p>')
     else:
-        fig = _figures(data, points, estimated)
+        fig = compute_figures(data, points, estimated)
         parts.append(_stats_table(data, points, fig))
         parts.append("<h2>Energy per output token</h2>")
         keys = swept_keys(data.manifest)
         if keys:
-            parts.extend(_parameter_plot(data, points, fig, k, keys)
+            parts.extend(parameter_plot(data, points, fig, k, keys)
                          for k in keys[:MAX_PARAMETER_PLOTS])
             if len(keys) > MAX_PARAMETER_PLOTS:
                 parts.append(f'<p class="note">{len(keys) - MAX_PARAMETER_PLOTS} more swept '
                              "parameters are not plotted.</p>")
         else:
-            parts.append(_labels_plot(points, fig))
+            parts.append(labels_plot(points, fig))
         parts.append("<h2>Throughput and power</h2>")
-        parts.append(_throughput_power_plot(data, points, fig.means))
+        parts.append(throughput_power_plot(data, points, fig.means))
         parts.append("<h2>Pareto frontiers</h2>")
-        parts.append(_pareto_plot(fig.means, x_key="e2e_p50_s",
+        parts.append(pareto_plot(fig.means, x_key="e2e_p50_s",
                                   x_label="end-to-end latency p50 (ms)", x_scale=1000.0,
                                   maximize_x=False))
-        parts.append(_pareto_plot(fig.means, x_key="output_tokens_per_s",
+        parts.append(pareto_plot(fig.means, x_key="output_tokens_per_s",
                                   x_label="output throughput (tok/s)", x_scale=1.0,
                                   maximize_x=True))
         parts.append("<h2>Time series</h2>")
-        parts.append(_timeseries_plot(data))
+        parts.append(timeseries_plot(data))
         parts.append(_warnings(all_results))
         parts.append(_points_legend(data, points))
     parts.append(f'<p class="note">Generated by llm-energy-measure {escape(__version__)} from '
