@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from llm_energy_measure.core.arch_spec import ArchSpec
 from llm_energy_measure.core.compute_metrics import (
     ComputeMetricsCollector,
     PeakRssTracker,
@@ -20,7 +21,6 @@ from llm_energy_measure.core.compute_metrics import (
     min_forward_passes,
 )
 from llm_energy_measure.core.device_peaks import DevicePeak
-from llm_energy_measure.core.flops import ArchSpec
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
 from llm_energy_measure.domain import FlopsResult, ModelInfo, RequestRecord, Timestamps
 from llm_energy_measure.protocols import MetricsCollector

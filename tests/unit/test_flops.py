@@ -8,10 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_energy_measure.core.flops import (
+from llm_energy_measure.core.arch_spec import (
     ArchSpec,
     arch_spec_from_config,
     arch_spec_from_model_info,
+)
+from llm_energy_measure.core.flops import (
     decode_layer_keys,
     estimate_flops,
     forward_flops,

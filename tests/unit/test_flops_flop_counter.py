@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from llm_energy_measure.core.flops import arch_spec_from_config, estimate_flops, forward_flops
+from llm_energy_measure.core.arch_spec import arch_spec_from_config
+from llm_energy_measure.core.flops import estimate_flops, forward_flops
 from llm_energy_measure.core.types import SequenceShape
 
 torch = pytest.importorskip("torch")

@@ -28,15 +28,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llm_energy_measure.core.device_peaks import DevicePeak, lookup_peak, normalize_dtype
-from llm_energy_measure.core.flops import (
+from llm_energy_measure.core.arch_spec import (
     ArchSpec,
-    PrefillLogits,
     arch_spec_from_config,
     arch_spec_from_model_info,
-    decode_layer_keys,
-    estimate_flops,
 )
+from llm_energy_measure.core.device_peaks import DevicePeak, lookup_peak, normalize_dtype
+from llm_energy_measure.core.flops import PrefillLogits, decode_layer_keys, estimate_flops
 from llm_energy_measure.core.timing import uses_cuda
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
 from llm_energy_measure.domain import ComputeMetrics, FlopsResult, MemoryStats, ModelInfo

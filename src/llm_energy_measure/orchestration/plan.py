@@ -54,7 +54,7 @@ def memory_estimate(
     config: ExperimentConfig, hf_config: Any, num_parameters: int
 ) -> dict[str, Any]:
     """Weights + KV cache of the largest batch + a planning margin, per process, in bytes."""
-    from llm_energy_measure.core.flops import arch_spec_from_config
+    from llm_energy_measure.core.arch_spec import arch_spec_from_config
 
     weights = num_parameters * weight_bytes_per_param(config)
     spec = arch_spec_from_config(hf_config, num_parameters=num_parameters)
