@@ -109,13 +109,16 @@ def aggregate_experiments(
 ) -> list[AggregateOutcome]:
     """Aggregate one experiment or all of them."""
     from llm_energy_measure.orchestration.aggregate import aggregate_all, aggregate_one
+    from llm_energy_measure.state import StateStore
 
     if (experiment_id is None) == (not all_):
         raise ConfigurationError("give an experiment id or --all (not both)")
     repo = repository(results_dir)
+    states = StateStore(repo.base_dir)
     if all_:
-        return aggregate_all(repo, force=force, allow_partial=allow_partial)
-    return [aggregate_one(repo, experiment_id or "", force=force, allow_partial=allow_partial)]
+        return aggregate_all(repo, force=force, allow_partial=allow_partial, states=states)
+    return [aggregate_one(repo, experiment_id or "", force=force, allow_partial=allow_partial,
+                          states=states)]
 
 
 def export_results(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from llm_energy_measure.exceptions import AggregationError, ConfigurationError
 from llm_energy_measure.protocols import ResultsRepository
+
+if TYPE_CHECKING:
+    from llm_energy_measure.domain import AggregatedResult, RawProcessResult
+    from llm_energy_measure.results import FileSystemRepository
+    from llm_energy_measure.state import StateStore
 
 
 @dataclass(frozen=True)
@@ -19,12 +26,65 @@ class AggregateOutcome:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Completion:
+    """Result of ``aggregate_if_complete``: the aggregated result, or None and the ranks whose
+    completion marker is missing."""
+
+    aggregated: AggregatedResult | None
+    missing_ranks: tuple[int, ...] = ()
+
+
+def aggregate_and_complete(
+    repo: ResultsRepository,
+    states: StateStore,
+    experiment_id: str,
+    raws: Sequence[RawProcessResult],
+    num_ranks: int,
+) -> AggregatedResult:
+    """Aggregate ``raws`` (every rank of the experiment), store the result and only then mark
+    the experiment completed (``aggregated=True``).
+
+    A failure is recorded as the experiment's error (``"aggregation failed: ..."``) and
+    re-raised; the ranks keep their status (their raw results are complete), so
+    ``run --resume`` only aggregates again. Ctrl+C marks the experiment interrupted.
+    """
+    from llm_energy_measure.results import aggregate_results
+
+    try:
+        aggregated = aggregate_results(raws, expected_processes=num_ranks)
+        repo.save_aggregated(aggregated)
+    except KeyboardInterrupt:
+        states.mark_interrupted(experiment_id)
+        raise
+    except Exception as exc:
+        states.mark_failed(experiment_id, f"aggregation failed: {type(exc).__name__}: {exc}")
+        raise
+    states.mark_completed(experiment_id, aggregated=True)
+    return aggregated
+
+
+def aggregate_if_complete(
+    repo: FileSystemRepository, states: StateStore, experiment_id: str, num_ranks: int
+) -> Completion:
+    """Aggregate when the completion marker of every rank ``0..num_ranks-1`` is in ``repo``
+    (see ``aggregate_and_complete``); otherwise do nothing and name the missing ranks."""
+    missing = tuple(sorted(set(range(num_ranks)) - repo.completed_ranks(experiment_id)))
+    if missing:
+        return Completion(None, missing)
+    raws = repo.load_all_raw(experiment_id)
+    return Completion(aggregate_and_complete(repo, states, experiment_id, raws, num_ranks))
+
 
 def aggregate_one(
     repo: ResultsRepository, experiment_id: str, *, force: bool = False,
-    allow_partial: bool = False,
+    allow_partial: bool = False, states: StateStore | None = None,
 ) -> AggregateOutcome:
-    """Aggregate one experiment; refuses incomplete ones unless ``allow_partial``."""
+    """Aggregate one experiment; refuses incomplete ones unless ``allow_partial``.
+
+    With ``states``, an experiment whose every rank is aggregated (not partial) is marked
+    completed in its state, as a run that aggregates itself would be.
+    """
     from llm_energy_measure.results import aggregate_results
 
     if not repo.has_raw(experiment_id):
@@ -37,12 +97,15 @@ def aggregate_one(
     expected = max(r.num_processes for r in raws)
     result = aggregate_results(raws, expected_processes=expected, allow_partial=allow_partial)
     repo.save_aggregated(result)
-    detail = "partial" if result.aggregation.partial else ""
-    return AggregateOutcome(experiment_id, "aggregated", detail)
+    partial = result.aggregation.partial
+    if states is not None and not partial and states.load(experiment_id) is not None:
+        states.mark_completed(experiment_id, aggregated=True)
+    return AggregateOutcome(experiment_id, "aggregated", "partial" if partial else "")
 
 
 def aggregate_all(
-    repo: ResultsRepository, *, force: bool = False, allow_partial: bool = False
+    repo: ResultsRepository, *, force: bool = False, allow_partial: bool = False,
+    states: StateStore | None = None,
 ) -> list[AggregateOutcome]:
     """Aggregate every stored experiment; a failing one is reported, the rest go on."""
     outcomes: list[AggregateOutcome] = []
@@ -53,7 +116,8 @@ def aggregate_all(
             continue
         try:
             outcomes.append(
-                aggregate_one(repo, exp_id, force=True, allow_partial=allow_partial)
+                aggregate_one(repo, exp_id, force=True, allow_partial=allow_partial,
+                              states=states)
             )
         except (AggregationError, ConfigurationError) as exc:
             logger.warning(f"{exp_id}: {exc}")

@@ -118,8 +118,9 @@ def run_experiment(
 
     With ``launch.num_processes > 1`` (or several machines) the processes are started with
     ``accelerate launch`` and supervised (see ``launch_experiment``); otherwise the experiment
-    runs in this process. The experiment's state moves pending -> running -> completed, or to
-    failed (with the cause) / interrupted; raw results already written are never removed.
+    runs in this process. The experiment's state moves pending -> running -> completed (once
+    aggregated), or to failed (with the cause) / interrupted; raw results already written are
+    never removed.
     """
     if collaborators is None and needs_launch(config):
         launched = launch_experiment(
@@ -153,10 +154,14 @@ def _run_in_process(
     on_progress: Callable[[str, int, int], None] | None,
     collaborators: Collaborators | None,
 ) -> AggregatedResult:
-    """Measure one rank in this process and aggregate (the experiment has a single rank)."""
+    """Measure one rank in this process and aggregate (the experiment has a single rank).
+
+    A measurement failure marks the rank failed; an aggregation failure is recorded as the
+    experiment's error only (the rank's result is complete, ``run --resume`` aggregates).
+    """
     from llm_energy_measure.logging import add_experiment_log, experiment_log_file, remove_log_sink
+    from llm_energy_measure.orchestration.aggregate import aggregate_and_complete
     from llm_energy_measure.orchestration.resume import save_resolved_config
-    from llm_energy_measure.results import aggregate_results
     from llm_energy_measure.state import StateStore
 
     collab = collaborators or default_collaborators(base, context)
@@ -167,19 +172,21 @@ def _run_in_process(
     try:
         states.mark_running(exp_id)
         states.mark_process(exp_id, rank, "running")
-        raw = ExperimentOrchestrator(collab, context, on_progress=on_progress).run(config, exp_id)
+        try:
+            raw = ExperimentOrchestrator(collab, context, on_progress=on_progress).run(
+                config, exp_id)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            states.mark_process(exp_id, rank, "failed", error=str(exc))
+            states.mark_failed(exp_id, str(exc))
+            raise
         states.mark_process(exp_id, rank, "completed")
-        aggregated = aggregate_results([raw], expected_processes=1)
-        collab.repository.save_aggregated(aggregated)
-        states.mark_completed(exp_id, aggregated=True)
+        aggregated = aggregate_and_complete(collab.repository, states, exp_id, [raw], 1)
         logger.info(f"experiment {exp_id} completed; results in {base}")
         return aggregated
     except KeyboardInterrupt:
         states.mark_interrupted(exp_id)
-        raise
-    except BaseException as exc:
-        states.mark_process(exp_id, rank, "failed", error=str(exc))
-        states.mark_failed(exp_id, str(exc))
         raise
     finally:
         remove_log_sink(sink)
@@ -259,10 +266,12 @@ def resume_experiment(
     """Run only the ranks of ``experiment_id`` that have no completion marker, then aggregate.
 
     The config is the one saved when the experiment started. See ``orchestration.resume``
-    for how the missing ranks are run. ConfigurationError when the id is unknown or the
-    experiment already completed.
+    for how the missing ranks are run; when none is missing (the aggregation failed or was
+    interrupted) nothing is launched or measured: the stored raw results are aggregated.
+    ConfigurationError when the id is unknown or the experiment already completed.
     """
     from llm_energy_measure.constants import resolve_results_dir
+    from llm_energy_measure.logging import add_experiment_log, experiment_log_file, remove_log_sink
     from llm_energy_measure.orchestration.resume import plan_resume, resolved_config_path
     from llm_energy_measure.state import StateStore
     from llm_energy_measure.state.heartbeat import clear_heartbeats
@@ -274,6 +283,14 @@ def resume_experiment(
         states.mark_process(plan.experiment_id, rank, "completed")
     states.mark_running(plan.experiment_id)
     clear_heartbeats(base, plan.experiment_id)
+    if not plan.missing_ranks:
+        logger.info(f"resuming {plan.experiment_id}: every rank's result is stored; "
+                    "aggregating them")
+        sink = add_experiment_log(experiment_log_file(base, plan.experiment_id))
+        try:
+            return _collect(plan.experiment_id, base, plan.num_processes)
+        finally:
+            remove_log_sink(sink)
     logger.info(f"resuming {plan.experiment_id}: running ranks {list(plan.missing_ranks)} of "
                 f"{plan.num_processes}")
     if not needs_launch(plan.config) and plan.num_processes == 1:
@@ -306,11 +323,19 @@ def _supervise(
         config_file=config_file, experiment_id=exp_id, results_dir=base, launch=config.launch,
         local_processes=local_processes, ranks=ranks, num_ranks=num_ranks,
     )
+    supervisor = Supervisor(spec, on_progress=on_progress)
     sink = add_experiment_log(experiment_log_file(base, exp_id))
     try:
         logger.info(f"experiment {exp_id}: launching {local_processes} process(es) on this "
-                    f"machine; ranks' output in {Supervisor(spec).log_file}")
-        outcome = Supervisor(spec, on_progress=on_progress).run()
+                    f"machine; ranks' output in {supervisor.log_file}")
+        outcome = supervisor.run()
+        if outcome.status != "completed" and outcome.failed_rank is None and \
+                not _missing_ranks(base, exp_id, num_ranks):
+            raise AggregationError(
+                f"experiment {exp_id}: every rank finished, then it failed: {outcome.cause}; "
+                f"the raw results are kept; `llm-energy-measure run --resume {exp_id}` "
+                f"aggregates them again (ranks' output: {outcome.log_file})"
+            )
         if outcome.status != "completed":
             raise DistributedError(
                 f"experiment {exp_id} failed: "
@@ -324,23 +349,30 @@ def _supervise(
         remove_log_sink(sink)
 
 
+def _missing_ranks(base: Path, exp_id: str, num_ranks: int) -> list[int]:
+    """Ranks of the experiment without a completion marker in ``base``."""
+    from llm_energy_measure.results import FileSystemRepository
+
+    return sorted(set(range(num_ranks)) - FileSystemRepository(base).completed_ranks(exp_id))
+
+
 def _collect(exp_id: str, base: Path, num_ranks: int) -> LaunchedRun:
     """The aggregated result rank 0 wrote; aggregate here if it could not (shared storage
-    filled by another machine meanwhile)."""
-    from llm_energy_measure.results import FileSystemRepository, aggregate_results
+    filled by another machine meanwhile) or nothing was launched (a resume with every rank
+    done)."""
+    from llm_energy_measure.orchestration.aggregate import aggregate_if_complete
+    from llm_energy_measure.results import FileSystemRepository
     from llm_energy_measure.state import StateStore
 
     repo = FileSystemRepository(base)
     aggregated = repo.load_aggregated(exp_id)
     if aggregated is None:
-        missing = sorted(set(range(num_ranks)) - repo.completed_ranks(exp_id))
-        if missing:
+        done = aggregate_if_complete(repo, StateStore(base), exp_id, num_ranks)
+        if done.aggregated is None:
             return LaunchedRun(exp_id, None, note=(
                 f"experiment {exp_id}: this machine's ranks completed; raw results of ranks "
-                f"{missing} are on the other machines: copy them into {repo.raw_dir / exp_id} "
-                f"and run `llm-energy-measure aggregate {exp_id}`"))
-        aggregated = aggregate_results(repo.load_all_raw(exp_id), expected_processes=num_ranks)
-        repo.save_aggregated(aggregated)
-        StateStore(base).mark_completed(exp_id, aggregated=True)
+                f"{list(done.missing_ranks)} are on the other machines: copy them into "
+                f"{repo.raw_dir / exp_id} and run `llm-energy-measure aggregate {exp_id}`"))
+        aggregated = done.aggregated
     logger.info(f"experiment {exp_id} completed; results in {base}")
     return LaunchedRun(exp_id, aggregated)

@@ -11,7 +11,8 @@ its state, when none is given, and broadcasts it: there is no shared counter fil
 its shard of the prompts (balanced by tokens) on its own device, and writes
 ``process_<rank>.json`` plus a completion marker. Measured windows open and close at
 barriers. A rank that fails records its cause in the experiment state before exiting. When
-every rank succeeded, rank 0 aggregates the experiment.
+every rank succeeded, rank 0 aggregates the experiment; only then is it completed (an
+aggregation error is recorded as the experiment's error, and rank 0 exits with status 1).
 
 ``--ranks 1,3 --num-processes 4`` (used by ``run --resume``) makes launched process ``i``
 measure the shard of rank ``ranks[i]`` out of 4.
@@ -211,28 +212,33 @@ class _Rank:
         self.beat("completed")
         self.group.barrier("finished")
         if info.is_main:
-            self.aggregate_if_complete()
+            try:
+                self.aggregate_if_complete()
+            except Exception as exc:
+                # Recorded as the experiment's error; the ranks' results stay complete.
+                logger.error(
+                    f"experiment {self.exp_id}: aggregation failed: {exc}; the raw results are "
+                    f"kept: `llm-energy-measure run --resume {self.exp_id}` aggregates again"
+                )
+                return 1
         return 0
 
     def aggregate_if_complete(self) -> None:
         """Aggregate when every rank's marker is here (not on machines that see only their
         own ranks' files: then `llm-energy-measure aggregate` runs after collecting them)."""
-        from llm_energy_measure.results import FileSystemRepository, aggregate_results
+        from llm_energy_measure.orchestration.aggregate import aggregate_if_complete
+        from llm_energy_measure.results import FileSystemRepository
 
-        repo = FileSystemRepository(self.base)
-        missing = set(range(self.plan.num_processes)) - repo.completed_ranks(self.exp_id)
-        if missing:
+        done = aggregate_if_complete(
+            FileSystemRepository(self.base), self.states, self.exp_id, self.plan.num_processes
+        )
+        if done.aggregated is None:
             logger.info(
-                f"experiment {self.exp_id}: raw results of ranks {sorted(missing)} are not in "
-                f"{self.base}; collect them there and run `llm-energy-measure aggregate "
-                f"{self.exp_id}`"
+                f"experiment {self.exp_id}: raw results of ranks {list(done.missing_ranks)} "
+                f"are not in {self.base}; collect them there and run `llm-energy-measure "
+                f"aggregate {self.exp_id}`"
             )
             return
-        raws = repo.load_all_raw(self.exp_id)
-        repo.save_aggregated(
-            aggregate_results(raws, expected_processes=self.plan.num_processes)
-        )
-        self.states.mark_completed(self.exp_id, aggregated=True)
         logger.info(f"experiment {self.exp_id} aggregated in {self.base}")
 
 

@@ -2,12 +2,15 @@
 
 How a resume works: the parent saved the resolved config before launching
 (``<results>/state/<id>.launch/config.json``). A rank is done when its completion marker
-exists (its raw result was fully written). ``run --resume ID`` launches one process per
-missing rank and nothing else: launched process ``i`` measures the shard of missing rank
-``ranks[i]`` out of the original ``num_processes`` shards, so every prompt is measured exactly
-once over all attempts (no duplicated or lost request ids). The resumed ranks measure a
-later window than the ranks that finished before; aggregation then reports that the windows
-do not overlap, and counts host-level energy measured in separate windows once per window.
+exists (its raw result was fully written). The experiment is done once its aggregated
+result exists; when every rank is done but the aggregation is not (it failed, or was
+interrupted), ``run --resume ID`` launches nothing and only aggregates. Otherwise it
+launches one process per missing rank and nothing else: launched process ``i`` measures the
+shard of missing rank ``ranks[i]`` out of the original ``num_processes`` shards, so every
+prompt is measured exactly once over all attempts (no duplicated or lost request ids). The
+resumed ranks measure a later window than the ranks that finished before; aggregation then
+reports that the windows do not overlap, and counts host-level energy measured in separate
+windows once per window.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def load_resolved_config(path: Path) -> ExperimentConfig:
 
 @dataclass(frozen=True)
 class ResumePlan:
-    """What a resume runs: ``missing_ranks`` of ``num_processes`` under ``config``."""
+    """What a resume runs: ``missing_ranks`` of ``num_processes`` under ``config`` (no
+    missing ranks: nothing to run, only the aggregation)."""
 
     experiment_id: str
     config: ExperimentConfig
@@ -74,10 +78,11 @@ class ResumePlan:
 
 
 def plan_resume(base_dir: Path, experiment_id: str) -> ResumePlan:
-    """The ranks of ``experiment_id`` still to run, and its saved config.
+    """The ranks of ``experiment_id`` still to run (none: only aggregate), and its saved config.
 
-    Raises ConfigurationError when the id is unknown, the experiment already completed, it
-    was not launched by ``run`` (no saved config), or it spans several machines.
+    Raises ConfigurationError when the id is unknown, the experiment already completed (it
+    is marked so, or every rank is done and its aggregated result exists), it was not launched
+    by ``run`` (no saved config), or ranks are missing and it spans several machines.
     """
     from llm_energy_measure.results import FileSystemRepository
     from llm_energy_measure.security import sanitize_experiment_id
@@ -95,11 +100,13 @@ def plan_resume(base_dir: Path, experiment_id: str) -> ResumePlan:
         )
     repo = FileSystemRepository(base_dir)
     done = sorted(r for r in repo.completed_ranks(exp_id) if r < state.num_processes)
-    if state.status == "completed" or (
-        len(done) == state.num_processes and repo.has_aggregated(exp_id)
-    ):
+    missing = tuple(r for r in range(state.num_processes) if r not in done)
+    has_aggregated = repo.has_aggregated(exp_id)
+    if state.status == "completed" or (not missing and has_aggregated):
+        hint = "" if has_aggregated or missing else (
+            f"; it has no aggregated result: run `llm-energy-measure aggregate {exp_id}`")
         raise ConfigurationError(
-            f"--resume {exp_id}: the experiment already completed; nothing to resume"
+            f"--resume {exp_id}: the experiment already completed; nothing to resume{hint}"
         )
     config_file = resolved_config_path(base_dir, exp_id)
     if not config_file.is_file():
@@ -108,10 +115,9 @@ def plan_resume(base_dir: Path, experiment_id: str) -> ResumePlan:
             "by `llm-energy-measure run` can be resumed"
         )
     config = load_resolved_config(config_file)
-    if config.launch.num_machines > 1:
+    if missing and config.launch.num_machines > 1:
         raise ConfigurationError(
             f"--resume {exp_id}: the experiment ran on {config.launch.num_machines} machines; "
             "resume runs on one machine only: rerun it with a new experiment id"
         )
-    missing = tuple(r for r in range(state.num_processes) if r not in done)
     return ResumePlan(exp_id, config, state.num_processes, missing, tuple(done))

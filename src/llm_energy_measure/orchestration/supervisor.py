@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
@@ -132,7 +132,8 @@ def build_env(spec: LaunchSpec, base: Mapping[str, str] | None = None) -> dict[s
 
 @dataclass
 class LaunchOutcome:
-    """How a launch ended. ``status``: completed, failed or interrupted."""
+    """How a launch ended. ``status``: completed, failed or interrupted. ``failed_rank`` is
+    None when no rank failed (e.g. every rank finished but the aggregation failed)."""
 
     status: str
     returncode: int | None
@@ -140,7 +141,6 @@ class LaunchOutcome:
     failed_rank: int | None = None
     duration_s: float = 0.0
     log_file: Path | None = None
-    detected: list[str] = field(default_factory=list)
 
 
 _ROOT_CAUSE = re.compile(
@@ -300,8 +300,7 @@ class Supervisor:
                 rank, cause = problem
                 logger.error(f"rank {rank}: {cause}; stopping the other ranks")
                 self._stop(proc)
-                return LaunchOutcome("failed", proc.poll(), cause=cause, failed_rank=rank,
-                                     detected=[f"rank {rank}: {cause}"])
+                return LaunchOutcome("failed", proc.poll(), cause=cause, failed_rank=rank)
             time.sleep(self.poll_interval_s)
 
     def _check_ranks(self, elapsed_s: float) -> tuple[int, str] | None:
@@ -325,10 +324,28 @@ class Supervisor:
         stage = min(local, key=lambda b: b.time_s).stage
         self.on_progress(f"{len(local)} rank(s): {stage}", done, total)
 
+    def _finished_ranks(self) -> set[int]:
+        """Local ranks whose completion marker exists (their raw result is complete)."""
+        from llm_energy_measure.results import FileSystemRepository
+
+        done = FileSystemRepository(self.spec.results_dir).completed_ranks(
+            self.spec.experiment_id)
+        return done & set(self.spec.local_ranks())
+
     def _ended(self, code: int) -> LaunchOutcome:
         if code == 0:
             return LaunchOutcome("completed", code)
         state = self.states.load(self.spec.experiment_id)
+        if self._finished_ranks() == set(self.spec.local_ranks()):
+            # Every rank's result is complete: what failed came after (the aggregation).
+            if state is not None and state.aggregated:
+                logger.warning(f"accelerate launch exited with status {code} after the "
+                               f"experiment was aggregated; see {self.log_file}")
+                return LaunchOutcome("completed", code)
+            cause = state.error if state is not None and state.error else (
+                f"every rank finished, but accelerate launch exited with status {code}; see "
+                f"{self.log_file}")
+            return LaunchOutcome("failed", code, cause=cause)
         beats = read_heartbeats(self.spec.results_dir, self.spec.experiment_id)
         found = find_culprit(state, beats, self.spec.local_ranks(), hostname=self.hostname,
                              limit_s=self.spec.launch.process_timeout_s, elapsed_s=0.0)
@@ -379,10 +396,12 @@ class Supervisor:
         self.states.update(self.spec.experiment_id, change)
 
     def _record_failure(self, outcome: LaunchOutcome) -> None:
+        """The cause becomes the experiment's error; the failed rank is marked failed unless
+        its completion marker exists (its result is complete: it did not fail)."""
         rank = outcome.failed_rank
         cause = outcome.cause or "unknown failure"
         self._reset_unfinished(keep_failed=rank)
-        if rank is not None:
+        if rank is not None and rank not in self._finished_ranks():
             state = self.states.load(self.spec.experiment_id)
             current = state.processes.get(rank) if state is not None else None
             if current is not None and current.status != "failed":

@@ -194,7 +194,11 @@ class StateStore:
     def mark_completed(
         self, experiment_id: str, *, aggregated: bool | None = None
     ) -> ExperimentState:
-        """Status completed, error cleared; ``aggregated`` is recorded when given."""
+        """Status completed, error cleared; ``aggregated`` is recorded when given.
+
+        An experiment is completed once it is aggregated (``aggregated=True``): marking its
+        last rank completed leaves it running (see ``derive_status``).
+        """
 
         def change(state: ExperimentState) -> None:
             finish(state)

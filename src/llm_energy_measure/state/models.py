@@ -117,8 +117,11 @@ def derive_status(state: ExperimentState) -> tuple[ExperimentStatus, str | None]
     """Experiment status and error implied by its processes.
 
     Any failed rank -> ``failed``, error kept if already set, else ``"rank <r> failed: <err>"``
-    for the lowest failed rank; else all ranks completed -> ``completed``; else a pending
-    experiment with a running or completed rank -> ``running``; otherwise unchanged.
+    for the lowest failed rank. All ranks completed -> ``completed`` only once the experiment
+    is aggregated (``state.aggregated``): until then it is ``running`` (from pending, or from a
+    ``completed`` recorded without aggregation) or keeps its status (interrupted or failed,
+    e.g. by an aggregation error), so that ``run --resume`` can still aggregate it. Otherwise
+    a pending experiment with a running or completed rank -> ``running``; else unchanged.
     """
     failed = state.ranks_with("failed")
     if failed:
@@ -126,7 +129,11 @@ def derive_status(state: ExperimentState) -> tuple[ExperimentStatus, str | None]
         cause = state.error or f"rank {rank} failed: {state.processes[rank].error or 'no error'}"
         return "failed", cause
     if len(state.ranks_with("completed")) == state.num_processes:
-        return "completed", None
+        if state.aggregated:
+            return "completed", None
+        if state.status in ("pending", "completed"):
+            return "running", state.error
+        return state.status, state.error
     if state.status == "pending" and any(
         p.status in ("running", "completed") for p in state.processes.values()
     ):
