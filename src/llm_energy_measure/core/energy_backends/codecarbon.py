@@ -27,8 +27,10 @@ from llm_energy_measure.exceptions import (
 
 #: Country assumed for carbon intensity when energy.country_iso_code is unset.
 DEFAULT_COUNTRY_ISO_CODE = "USA"
-#: codecarbon's own sampling is slower than ours; faster polling only costs CPU.
-MIN_MEASURE_POWER_S = 0.1
+#: codecarbon's estimate is a TDP x load model: polling it faster than once a second adds no
+#: information, and its Python thread then competes with the measured run for the GIL and the
+#: cores (on a 2-core machine it cost a few percent of the throughput at 0.1 s).
+MIN_MEASURE_POWER_S = 1.0
 
 _J_PER_KWH = 3.6e6
 #: Countries for which codecarbon ships sub-national data.
