@@ -56,7 +56,7 @@ def harness_pass(loaded, prompts, config, backend, metrics) -> tuple[float, floa
     """Output tokens/s of the whole harness pass (start to stop of everything, tokenization
     and the energy backend's start and stop included), and over the measured window alone
     (what a result reports)."""
-    from llm_energy_measure.core.inference import run_inference
+    from llm_energy_measure.core.engines.transformers import run_inference
 
     t0 = time.perf_counter()
     metrics.start_window()

@@ -46,7 +46,7 @@ def main() -> int:
     from llm_energy_measure.core.devices import driver_version, get_gpus
     from llm_energy_measure.core.energy_backends import create_energy_backend
     from llm_energy_measure.core.energy_backends.sampler import PowerSampler, integrate_power_j
-    from llm_energy_measure.core.inference import run_inference
+    from llm_energy_measure.core.engines.transformers import run_inference
     from llm_energy_measure.core.model_loader import load_model_tokenizer
     from llm_energy_measure.core.prompts import load_prompts, truncate_prompts
     from llm_energy_measure.orchestration.cycles import combine_outputs

@@ -58,7 +58,7 @@ def launch_command(config: Path, results: Path) -> list[str]:
         sys.executable, "-m", "accelerate.commands.launch",
         "--num_processes", "1", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "llm_energy_measure.orchestration.launcher",
+        "-m", "llm_energy_measure.orchestration.launch.rank",
         "--config", str(config), "--results-dir", str(results),
     ]
 

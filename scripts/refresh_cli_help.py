@@ -1,12 +1,12 @@
-"""Regenerate src/llm_energy_measure/_cli_help.py from the Typer app's rendered help."""
+"""Regenerate console/prerendered_help.py from the Typer app's rendered help."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from llm_energy_measure.cli_helptext import render_top_level_help
+from llm_energy_measure.console.helptext import render_top_level_help
 
-TARGET = Path(__file__).resolve().parents[1] / "src/llm_energy_measure/_cli_help.py"
+TARGET = Path(__file__).resolve().parents[1] / "src/llm_energy_measure/console/prerendered_help.py"
 
 if __name__ == "__main__":
     text = render_top_level_help()

@@ -130,8 +130,8 @@ def run(
 
     With launch.num_processes > 1 the processes are started with accelerate launch.
     """
-    from llm_energy_measure import rendering
-    from llm_energy_measure.cli_support import load_run_config, run_or_resume
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.console.support import load_run_config, run_or_resume
     from llm_energy_measure.orchestration.plan import build_plan
 
     cfg = None
@@ -176,8 +176,8 @@ def aggregate(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Combine the raw per-process results of experiments (late aggregation)."""
-    from llm_energy_measure import rendering
-    from llm_energy_measure.cli_support import aggregate_experiments
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.console.support import aggregate_experiments
 
     outcomes = aggregate_experiments(
         results_dir, experiment_id, all_=all_, force=force, allow_partial=allow_partial
@@ -204,7 +204,7 @@ def config_show(
     as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
 ) -> None:
     """Print the resolved config (inheritance and defaults applied)."""
-    from llm_energy_measure import rendering
+    from llm_energy_measure.console import rendering
     from llm_energy_measure.config import load_config
 
     rendering.print_config(load_config(path), as_json=as_json)
@@ -217,8 +217,8 @@ def results_list(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """List stored experiments, newest first."""
-    from llm_energy_measure import rendering
-    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.console.support import repository
 
     rendering.print_listing(repository(results_dir), include_raw=all_)
 
@@ -232,8 +232,8 @@ def results_show(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Show one experiment's result."""
-    from llm_energy_measure import rendering
-    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.console.support import repository
 
     rendering.print_result(repository(results_dir), experiment_id, raw=raw, as_json=as_json)
 
@@ -248,7 +248,7 @@ def results_export(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Export aggregated results to CSV, JSON or Parquet."""
-    from llm_energy_measure.cli_support import export_results
+    from llm_energy_measure.console.support import export_results
 
     path, count = export_results(results_dir, experiment_ids or [], fmt, output)
     typer.echo(f"exported {count} experiment(s) to {path}")
@@ -266,8 +266,8 @@ def study_run(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Run every point x cycle of a study, each in its own process; exit 1 if any failed."""
-    from llm_energy_measure import rendering
-    from llm_energy_measure.orchestration.study_runner import StudyHooks, run_study
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.orchestration.study.runner import StudyHooks, run_study
 
     rendering.print_study_outcome(run_study(
         study_config, results_dir=results_dir, executor=executor,
@@ -284,7 +284,7 @@ def study_status(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Show a study's points, runs by status and failures (or list the studies)."""
-    from llm_energy_measure.orchestration.study_status import describe_study
+    from llm_energy_measure.orchestration.study.status import describe_study
 
     typer.echo(describe_study(study_id, results_dir, poll_jobs=poll_jobs))
 
@@ -297,8 +297,8 @@ def study_resume(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Run the runs of a study that did not complete (no run is done twice)."""
-    from llm_energy_measure import rendering
-    from llm_energy_measure.orchestration.study_runner import StudyHooks, resume_study
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.orchestration.study.runner import StudyHooks, resume_study
 
     rendering.print_study_outcome(resume_study(
         study_id, results_dir=results_dir, executor=executor,
@@ -314,9 +314,9 @@ def results_compare(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Compare experiments side by side: headline figures and config differences."""
-    from llm_energy_measure import rendering
-    from llm_energy_measure.cli_support import repository
-    from llm_energy_measure.results.compare import load_aggregated_results
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.console.support import repository
+    from llm_energy_measure.results.analysis.compare import load_aggregated_results
 
     results = load_aggregated_results(repository(results_dir), experiment_ids)
     rendering.print_comparison(results, as_json=as_json)
@@ -333,10 +333,10 @@ def results_export_mlflow(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Log aggregated results to MLflow, one run each (needs the mlflow extra)."""
-    from llm_energy_measure import rendering
-    from llm_energy_measure.cli_support import repository
-    from llm_energy_measure.results.compare import load_aggregated_results
-    from llm_energy_measure.results.mlflow_export import export_to_mlflow
+    from llm_energy_measure.console import rendering
+    from llm_energy_measure.console.support import repository
+    from llm_energy_measure.results.analysis.compare import load_aggregated_results
+    from llm_energy_measure.results.export.mlflow import export_to_mlflow
 
     results = load_aggregated_results(repository(results_dir), experiment_ids)
     outcomes = export_to_mlflow(results, tracking_uri=tracking_uri,
@@ -352,10 +352,10 @@ def study_report(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Write a single-file offline HTML report of a study (statistics and plots)."""
-    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.console.support import repository
     from llm_energy_measure.constants import resolve_results_dir
-    from llm_energy_measure.results.report import write_study_report
-    from llm_energy_measure.results.study_stats import load_manifest
+    from llm_energy_measure.results.analysis.study_stats import load_manifest
+    from llm_energy_measure.results.report.page import write_study_report
 
     manifest = load_manifest(resolve_results_dir(results_dir), study_id)
     path = write_study_report(manifest, repository(results_dir), output)
@@ -373,10 +373,10 @@ def study_export(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Export a study's runs (and per-point statistics) to CSV, JSON or Parquet."""
-    from llm_energy_measure.cli_support import repository
+    from llm_energy_measure.console.support import repository
     from llm_energy_measure.constants import resolve_results_dir
-    from llm_energy_measure.results.study_export import export_study
-    from llm_energy_measure.results.study_stats import load_manifest
+    from llm_energy_measure.results.analysis.study_stats import load_manifest
+    from llm_energy_measure.results.export.study import export_study
 
     manifest = load_manifest(resolve_results_dir(results_dir), study_id)
     path = export_study(manifest, repository(results_dir), fmt, output,

@@ -15,7 +15,7 @@ _HELP_ARGS: tuple[list[str], ...] = ([], ["--help"], ["-h"])
 def main() -> None:
     """Run the CLI."""
     if sys.argv[1:] in _HELP_ARGS:
-        from llm_energy_measure._cli_help import TOP_LEVEL_HELP
+        from llm_energy_measure.console.prerendered_help import TOP_LEVEL_HELP
 
         sys.stdout.write(TOP_LEVEL_HELP)
         return

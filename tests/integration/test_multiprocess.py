@@ -141,7 +141,7 @@ def test_direct_accelerate_launch_broadcasts_one_id(
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no", "--main_process_port", str(port),
-           "-m", "llm_energy_measure.orchestration.launcher",
+           "-m", "llm_energy_measure.orchestration.launch.rank",
            "--config", str(cfg), "--results-dir", str(results)]
     out = subprocess.run(cmd, env=cli_env(session_cache_dir), capture_output=True, text=True,
                          timeout=180, check=False)
@@ -185,6 +185,6 @@ def test_two_machines_on_loopback(tmp_path: Path, session_cache_dir: Path) -> No
 
 
 def _free_port() -> int:
-    from llm_energy_measure.orchestration.supervisor import free_port
+    from llm_energy_measure.orchestration.launch.accelerate import free_port
 
     return free_port()

@@ -12,9 +12,9 @@ from tests.factories import make_raw
 from typer.testing import CliRunner
 
 from llm_energy_measure import __version__
-from llm_energy_measure._cli_help import TOP_LEVEL_HELP
 from llm_energy_measure.cli import app
-from llm_energy_measure.cli_helptext import render_top_level_help
+from llm_energy_measure.console.helptext import render_top_level_help
+from llm_energy_measure.console.prerendered_help import TOP_LEVEL_HELP
 from llm_energy_measure.results import FileSystemRepository
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ from tests.factories import make_device, make_raw, make_request
 from llm_energy_measure.domain import FlopsResult
 from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.results import FileSystemRepository, aggregate_results
-from llm_energy_measure.results.compare import (
+from llm_energy_measure.results.analysis.compare import (
     ABSENT,
     compare_results,
     comparison_json,

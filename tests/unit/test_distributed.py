@@ -9,7 +9,7 @@ import time
 import pytest
 
 from llm_energy_measure.exceptions import DistributedError
-from llm_energy_measure.orchestration.distributed import (
+from llm_energy_measure.orchestration.launch.distributed import (
     ControlGroup,
     DistributedInfo,
     discover_distributed,

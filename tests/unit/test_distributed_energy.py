@@ -7,7 +7,7 @@ import pytest
 from tests.factories import make_device, make_raw
 
 from llm_energy_measure.results import aggregate_results
-from llm_energy_measure.results.aggregation_energy import covered_by_host_leader
+from llm_energy_measure.results.aggregation.energy import covered_by_host_leader
 
 
 def _leader(start: float = 1000.0, energy_j: float = 50.0, rank: int = 0):  # type: ignore[no-untyped-def]

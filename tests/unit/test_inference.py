@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.core.engines.transformers import TransformersEngine, run_inference
 from llm_energy_measure.core.generation import eos_token_ids, generation_kwargs, new_token_limits
-from llm_energy_measure.core.inference import TransformersEngine, run_inference
 from llm_energy_measure.core.model_loader import load_model_tokenizer
 from llm_energy_measure.core.timing import arrival_times
 from llm_energy_measure.core.types import LoadedModel, Prompt
@@ -258,7 +258,7 @@ def test_eos_ids_merge_model_and_tokenizer() -> None:
 
 
 def test_torch_compile_wraps_forward_once() -> None:
-    from llm_energy_measure.core.inference import _compile_once
+    from llm_energy_measure.core.engines.transformers import _compile_once
 
     module = torch.nn.Linear(2, 2)
     first = _compile_once(module)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from llm_energy_measure.config.models import ExperimentConfig
-from llm_energy_measure.core.inference import run_inference
+from llm_energy_measure.core.engines.transformers import run_inference
 from llm_energy_measure.core.timing import count_output_tokens, latencies
 from llm_energy_measure.core.types import LoadedModel, Prompt
 from llm_energy_measure.domain import ModelInfo

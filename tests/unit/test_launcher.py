@@ -10,14 +10,14 @@ import pytest
 
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.exceptions import ConfigurationError, InferenceError
-from llm_energy_measure.orchestration.distributed import ControlGroup, DistributedInfo
-from llm_energy_measure.orchestration.faults import (
+from llm_energy_measure.orchestration.launch.distributed import ControlGroup, DistributedInfo
+from llm_energy_measure.orchestration.launch.faults import (
     Fault,
     InjectedOutOfMemoryError,
     fault_from_env,
     parse_fault,
 )
-from llm_energy_measure.orchestration.launcher import (
+from llm_energy_measure.orchestration.launch.rank import (
     RankPlan,
     agree_on_experiment_id,
     describe_failure,

@@ -9,7 +9,7 @@ from tests.factories import make_model_info
 
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.core.types import LoadedModel, Prompt
-from llm_energy_measure.orchestration.lifecycle import (
+from llm_energy_measure.orchestration.warmup import (
     cleanup_on_exit,
     coefficient_of_variation,
     run_warmup,

@@ -12,7 +12,7 @@ from tests.factories import make_device, make_raw
 
 from llm_energy_measure.exceptions import MissingExtraError
 from llm_energy_measure.results import aggregate_results
-from llm_energy_measure.results.mlflow_export import (
+from llm_energy_measure.results.export.mlflow import (
     ARTIFACT_NAME,
     MAX_PARAM_VALUE_LENGTH,
     export_to_mlflow,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llm_energy_measure.config.models import ExperimentConfig, ModelConfig
-from llm_energy_measure.core.inference import run_inference
+from llm_energy_measure.core.engines.transformers import run_inference
 from llm_energy_measure.core.model_loader import load_model_tokenizer
 from llm_energy_measure.core.model_source import resolve_model_source
 from llm_energy_measure.core.types import LoadedModel, Prompt

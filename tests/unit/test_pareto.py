@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_energy_measure.results.pareto import (
+from llm_energy_measure.results.analysis.pareto import (
     ENERGY_VS_LATENCY,
     ENERGY_VS_THROUGHPUT,
     dominates,

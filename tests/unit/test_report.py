@@ -16,7 +16,7 @@ from tests.factories import make_device, make_raw, make_request
 
 from llm_energy_measure.domain import UtilisationSample
 from llm_energy_measure.results import FileSystemRepository, aggregate_results
-from llm_energy_measure.results.report import (
+from llm_energy_measure.results.report.page import (
     StudyReportData,
     load_study_report_data,
     render_study_report,

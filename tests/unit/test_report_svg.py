@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from llm_energy_measure.results.report_svg import (
+from llm_energy_measure.results.report.svg import (
     Chart,
     Series,
     format_tick,

@@ -19,7 +19,7 @@ from llm_energy_measure.results import (
     export_parquet,
     flatten_result,
 )
-from llm_energy_measure.results.exporters import columnar
+from llm_energy_measure.results.export.exporters import columnar
 
 HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None
 

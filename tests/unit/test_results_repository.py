@@ -13,8 +13,8 @@ from tests.factories import make_raw
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
 from llm_energy_measure.protocols import ResultsRepository
 from llm_energy_measure.results import FileSystemRepository, aggregate_results
-from llm_energy_measure.results import atomic as atomic_module
-from llm_energy_measure.results import repository as repository_module
+from llm_energy_measure.storage import atomic as atomic_module
+from llm_energy_measure.storage import repository as repository_module
 
 BAD_IDS = ["../x", "a/b", "", "x" * 200, "\x00", "..", ".hidden", "a\\b"]
 

@@ -16,9 +16,9 @@ from llm_energy_measure.config.models import ExperimentConfig, LaunchConfig
 from llm_energy_measure.domain import RawProcessResult
 from llm_energy_measure.exceptions import AggregationError, ConfigurationError, DistributedError
 from llm_energy_measure.orchestration.aggregate import aggregate_if_complete
+from llm_energy_measure.orchestration.launch.accelerate import LaunchOutcome, LaunchSpec, Supervisor
+from llm_energy_measure.orchestration.orchestrator import Collaborators, ProcessContext
 from llm_energy_measure.orchestration.resume import plan_resume, save_resolved_config
-from llm_energy_measure.orchestration.runner import Collaborators, ProcessContext
-from llm_energy_measure.orchestration.supervisor import LaunchOutcome, LaunchSpec, Supervisor
 from llm_energy_measure.results import FileSystemRepository
 from llm_energy_measure.state import ExperimentState, StateStore, derive_status
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from llm_energy_measure.results import metric_stats
-from llm_energy_measure.results.stats import (
+from llm_energy_measure.results.analysis.stats import (
     HIGH_VARIANCE_CV,
     regularized_incomplete_beta,
     student_t_cdf,

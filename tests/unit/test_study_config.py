@@ -8,7 +8,7 @@ import pytest
 
 from llm_energy_measure.config.study import load_study_config, resolve_base_path, validate_study
 from llm_energy_measure.exceptions import ConfigurationError
-from llm_energy_measure.orchestration.study import base_config_data, plan_study
+from llm_energy_measure.orchestration.study.expansion import base_config_data, plan_study
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "configs" / "examples"
 STUDY_EXAMPLES = sorted(EXAMPLES_DIR.glob("study-*.yaml"))

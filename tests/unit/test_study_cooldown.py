@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from llm_energy_measure.config.study import CooldownUntilIdleConfig
-from llm_energy_measure.orchestration.study_cooldown import Cooldown, wait_until_idle
+from llm_energy_measure.orchestration.study.cooldown import Cooldown, wait_until_idle
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ import pytest
 from llm_energy_measure.config import config_hash
 from llm_energy_measure.config.study import StudyConfig, validate_study
 from llm_energy_measure.exceptions import ConfigurationError
-from llm_energy_measure.orchestration.study import (
+from llm_energy_measure.orchestration.study.expansion import (
     plan_study,
     point_label,
     run_experiment_id,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from llm_energy_measure.exceptions import ConfigurationError
-from llm_energy_measure.orchestration.executors import RunOutcome, RunSpec
-from llm_energy_measure.orchestration.study_runner import (
+from llm_energy_measure.orchestration.study.executors import RunOutcome, RunSpec
+from llm_energy_measure.orchestration.study.runner import (
     StudyHooks,
     create_study,
     execute_study,

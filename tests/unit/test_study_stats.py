@@ -10,7 +10,7 @@ from tests.factories import make_cycle, make_device, make_raw, make_request
 from llm_energy_measure.domain import FlopsResult
 from llm_energy_measure.exceptions import ResultsError
 from llm_energy_measure.results import FileSystemRepository, aggregate_results
-from llm_energy_measure.results.study_stats import (
+from llm_energy_measure.results.analysis.study_stats import (
     HEADLINE_METRICS,
     headline_values,
     internal_cycle_stats,

@@ -9,7 +9,7 @@ import pytest
 from tests.unit.test_report import CYCLES, build_study, point_energy_j
 
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
-from llm_energy_measure.results.study_export import export_study, swept_keys
+from llm_energy_measure.results.export.study import export_study, swept_keys
 
 
 @pytest.fixture

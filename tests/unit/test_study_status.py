@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from llm_energy_measure.config.study import SlurmConfig
-from llm_energy_measure.orchestration.executors.submitit_executor import slurm_parameters
-from llm_energy_measure.orchestration.study_status import (
+from llm_energy_measure.orchestration.study.executors.submitit_executor import (
+    slurm_parameters,
+)
+from llm_energy_measure.orchestration.study.status import (
     poll_job_states,
     run_counts,
     study_list_text,
@@ -88,7 +90,7 @@ def test_real_submitit_accepts_our_slurm_parameters(tmp_path: Path,
     pytest.importorskip("submitit")
     import os
 
-    from llm_energy_measure.orchestration.executors.submitit_executor import (
+    from llm_energy_measure.orchestration.study.executors.submitit_executor import (
         SubmititStudyExecutor,
     )
 
@@ -112,7 +114,7 @@ def test_slurm_without_srun_says_what_to_do(tmp_path: Path,
     import shutil
 
     from llm_energy_measure.exceptions import ConfigurationError
-    from llm_energy_measure.orchestration.executors.submitit_executor import (
+    from llm_energy_measure.orchestration.study.executors.submitit_executor import (
         SubmititStudyExecutor,
     )
 

@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from llm_energy_measure.orchestration.executors import EXIT_ORPHANED, EXIT_RETRYABLE, RunSpec
-from llm_energy_measure.orchestration.executors.local import outcome_for_exit, run_worker
-from llm_energy_measure.orchestration.study_worker import already_done, main
+from llm_energy_measure.orchestration.study.executors import (
+    EXIT_ORPHANED,
+    EXIT_RETRYABLE,
+    RunSpec,
+)
+from llm_energy_measure.orchestration.study.executors.local import (
+    outcome_for_exit,
+    run_worker,
+)
+from llm_energy_measure.orchestration.study.worker import already_done, main
 from llm_energy_measure.results import FileSystemRepository
 from llm_energy_measure.state import StateStore
 
@@ -125,7 +132,7 @@ def test_a_worker_whose_parent_is_gone_does_not_start(tmp_path: Path) -> None:
 
 def test_watchdog_exits_when_the_parent_changes() -> None:
     code = ("import time\n"
-            "from llm_energy_measure.orchestration.study_worker import _exit_when_orphaned\n"
+            "from llm_energy_measure.orchestration.study.worker import _exit_when_orphaned\n"
             "_exit_when_orphaned(parent_pid=-1, interval_s=0.05)\n"
             "time.sleep(20)\n")
     started = time.monotonic()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from llm_energy_measure.config.models import LaunchConfig
-from llm_energy_measure.orchestration.supervisor import (
+from llm_energy_measure.orchestration.launch.accelerate import (
     LaunchOutcome,
     LaunchSpec,
     Supervisor,
@@ -42,7 +42,7 @@ def test_command_launches_the_launcher_module_with_gloo_capable_flags(tmp_path: 
     assert _flag(cmd, "--num_processes") == "2" and _flag(cmd, "--main_process_port") == "29555"
     assert "--main_process_ip" not in cmd
     tail = cmd[cmd.index("-m", 3):]
-    assert tail == ["-m", "llm_energy_measure.orchestration.launcher",
+    assert tail == ["-m", "llm_energy_measure.orchestration.launch.rank",
                     "--config", str(tmp_path / "config.json"), "--experiment-id", "exp-1",
                     "--results-dir", str(tmp_path)]
 

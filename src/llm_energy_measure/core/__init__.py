@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llm_energy_measure.core.inference import run_inference
+    from llm_energy_measure.core.engines.transformers import run_inference
     from llm_energy_measure.core.model_loader import load_model_tokenizer
 
 __all__ = ["load_model_tokenizer", "run_inference"]
 
 _LAZY = {
-    "run_inference": "llm_energy_measure.core.inference",
+    "run_inference": "llm_energy_measure.core.engines.transformers",
     "load_model_tokenizer": "llm_energy_measure.core.model_loader",
 }
 

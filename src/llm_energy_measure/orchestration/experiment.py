@@ -15,7 +15,7 @@ from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.core.types import EnergyReading, LoadedModel
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import AggregationError, ConfigurationError, DistributedError
-from llm_energy_measure.orchestration.runner import (
+from llm_energy_measure.orchestration.orchestrator import (
     Collaborators,
     ExperimentOrchestrator,
     ProcessContext,
@@ -27,7 +27,7 @@ def default_collaborators(results_dir: Path, context: ProcessContext) -> Collabo
     """The real implementations of every protocol, as used by ``run``."""
     from llm_energy_measure.core.compute_metrics import ComputeMetricsCollector
     from llm_energy_measure.core.energy import build_energy_metrics
-    from llm_energy_measure.core.inference import TransformersEngine
+    from llm_energy_measure.core.engines.transformers import TransformersEngine
     from llm_energy_measure.core.model_loader import HFModelLoader
     from llm_energy_measure.orchestration.environment import collect_environment
     from llm_energy_measure.orchestration.workload import prepare_prompts
@@ -317,7 +317,7 @@ def _supervise(
     on_progress: Callable[[str, int, int], None] | None,
 ) -> LaunchedRun:
     from llm_energy_measure.logging import add_experiment_log, experiment_log_file, remove_log_sink
-    from llm_energy_measure.orchestration.supervisor import LaunchSpec, Supervisor
+    from llm_energy_measure.orchestration.launch.accelerate import LaunchSpec, Supervisor
 
     spec = LaunchSpec(
         config_file=config_file, experiment_id=exp_id, results_dir=base, launch=config.launch,

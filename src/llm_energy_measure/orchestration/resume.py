@@ -21,8 +21,8 @@ from pathlib import Path
 
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.results.atomic import atomic_write_text
 from llm_energy_measure.state.heartbeat import launch_dir
+from llm_energy_measure.storage.atomic import atomic_write_text
 
 CONFIG_FILE_NAME = "config.json"
 

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llm_energy_measure.constants import STATE_DIR_NAME
-from llm_energy_measure.results.atomic import atomic_write_text
 from llm_energy_measure.security import ensure_safe_path, sanitize_experiment_id
+from llm_energy_measure.storage.atomic import atomic_write_text
 
 _HEARTBEAT_FILE = re.compile(r"rank_(\d+)\.heartbeat\.json")
 

@@ -11,8 +11,8 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.results.atomic import atomic_write_text
 from llm_energy_measure.state.models import ExperimentState
+from llm_energy_measure.storage.atomic import atomic_write_text
 
 
 def lock_path_for(path: Path) -> Path:

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.config.study import StudyConfig
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.results.atomic import atomic_write_text
 from llm_energy_measure.security import ensure_safe_path, sanitize_experiment_id
 from llm_energy_measure.state.storage import state_lock
 from llm_energy_measure.state.study_models import STUDY_SCHEMA_VERSION, StudyManifest
+from llm_energy_measure.storage.atomic import atomic_write_text
 
 STUDIES_DIR_NAME = "studies"
 MANIFEST_NAME = "manifest.json"

@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from llm_energy_measure.console.textable import format_table
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError
-from llm_energy_measure.textable import format_table
 
 if TYPE_CHECKING:
-    from llm_energy_measure.results.repository import FileSystemRepository
+    from llm_energy_measure.storage.repository import FileSystemRepository
 
 #: Marks a missing key in a config diff (rendered as ``<absent>``).
 ABSENT = "<absent>"

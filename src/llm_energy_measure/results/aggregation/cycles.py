@@ -16,8 +16,8 @@ from llm_energy_measure.domain import (
     RawProcessResult,
 )
 from llm_energy_measure.domain.metrics import percentile
-from llm_energy_measure.results.aggregation_energy import cycle_energy_j
-from llm_energy_measure.results.stats import metric_stats
+from llm_energy_measure.results.aggregation.energy import cycle_energy_j
+from llm_energy_measure.results.analysis.stats import metric_stats
 
 #: Headline metrics summarised over cycles (keys of ``AggregatedResult.cycle_stats``).
 CYCLE_METRICS = (

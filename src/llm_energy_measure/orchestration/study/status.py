@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from llm_energy_measure.console.textable import format_pairs, format_table
 from llm_energy_measure.state.study_models import RunStatus, StudyManifest
-from llm_energy_measure.textable import format_pairs, format_table
 
 _STATUSES: tuple[RunStatus, ...] = ("completed", "failed", "timeout", "running", "pending")
 
@@ -83,7 +83,9 @@ def poll_job_states(
     if manifest.executor != "slurm":
         return {}
     if state_of is None:
-        from llm_energy_measure.orchestration.executors.submitit_executor import job_state
+        from llm_energy_measure.orchestration.study.executors.submitit_executor import (
+            job_state,
+        )
 
         state_of = job_state
     return {run.job_id: state_of(submitit_dir, run.job_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_energy_measure.config.study import StudyConfig
-from llm_energy_measure.orchestration.executors.base import (
+from llm_energy_measure.orchestration.study.executors.base import (
     EXIT_ORPHANED,
     EXIT_RETRYABLE,
     ArrayStudyExecutor,
@@ -19,14 +19,17 @@ from llm_energy_measure.orchestration.executors.base import (
     StudyExecutor,
     SubmittedRun,
 )
-from llm_energy_measure.orchestration.executors.local import LocalStudyExecutor, run_worker
+from llm_energy_measure.orchestration.study.executors.local import (
+    LocalStudyExecutor,
+    run_worker,
+)
 
 
 def create_executor(study: StudyConfig, submitit_dir: Path) -> StudyExecutor:
     """The executor named by ``study.executor`` (submitit is imported only when needed)."""
     if study.executor == "local":
         return LocalStudyExecutor()
-    from llm_energy_measure.orchestration.executors.submitit_executor import (
+    from llm_energy_measure.orchestration.study.executors.submitit_executor import (
         SubmititStudyExecutor,
     )
 

@@ -3,7 +3,8 @@
 Started by ``llm-energy-measure run`` when ``launch.num_processes > 1`` (see supervisor.py),
 or directly::
 
-    accelerate launch --multi_gpu --num_processes 2 -m llm_energy_measure.orchestration.launcher \\
+    accelerate launch --multi_gpu --num_processes 2 \\
+        -m llm_energy_measure.orchestration.launch.rank \\
         --config experiment.yaml [--experiment-id ID] [--results-dir DIR]
 
 Each rank joins a gloo control group, agrees on the experiment id (rank 0 creates it, with
@@ -34,13 +35,13 @@ from loguru import logger
 
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.exceptions import ConfigurationError, DistributedError, LLMBenchError
-from llm_energy_measure.orchestration.distributed import (
+from llm_energy_measure.orchestration.launch.distributed import (
     ControlGroup,
     DistributedInfo,
     discover_distributed,
     torch_threads_for,
 )
-from llm_energy_measure.orchestration.faults import Fault, fault_from_env
+from llm_energy_measure.orchestration.launch.faults import Fault, fault_from_env
 
 #: Overrides the torch intra-op threads of every rank (default: the host's cores shared
 #: equally among its ranks).
@@ -52,7 +53,7 @@ EXIT_STOPPED = 143
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments of one rank."""
     parser = argparse.ArgumentParser(
-        prog="python -m llm_energy_measure.orchestration.launcher",
+        prog="python -m llm_energy_measure.orchestration.launch.rank",
         description="Run one rank of a multi-process llm-energy-measure experiment.",
     )
     parser.add_argument("--config", required=True, type=Path,
@@ -178,7 +179,10 @@ class _Rank:
 
     def run(self, config: ExperimentConfig) -> int:
         from llm_energy_measure.orchestration.experiment import default_collaborators
-        from llm_energy_measure.orchestration.runner import ExperimentOrchestrator, ProcessContext
+        from llm_energy_measure.orchestration.orchestrator import (
+            ExperimentOrchestrator,
+            ProcessContext,
+        )
 
         info = self.group.info
         ctx = ProcessContext(

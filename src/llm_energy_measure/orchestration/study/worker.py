@@ -1,6 +1,6 @@
 """The worker of one study run: one experiment, in its own process.
 
-    python -m llm_energy_measure.orchestration.study_worker --config POINT.json \\
+    python -m llm_energy_measure.orchestration.study.worker --config POINT.json \\
         --experiment-id ID --results-dir DIR [--parent-pid PID]
 
 Exit codes: 0 done (also when the experiment already has an aggregated result: a worker
@@ -21,7 +21,10 @@ import time
 import traceback
 from pathlib import Path
 
-from llm_energy_measure.orchestration.executors.base import EXIT_ORPHANED, EXIT_RETRYABLE
+from llm_energy_measure.orchestration.study.executors.base import (
+    EXIT_ORPHANED,
+    EXIT_RETRYABLE,
+)
 
 PARENT_CHECK_INTERVAL_S = 1.0
 

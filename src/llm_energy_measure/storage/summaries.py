@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
-from llm_energy_measure.results.atomic import atomic_write_text
+from llm_energy_measure.storage.atomic import atomic_write_text
 
 INDEX_FILE_NAME = ".summary_index.json"
 JOURNAL_FILE_NAME = ".summary_journal.jsonl"

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
-from llm_energy_measure.results.atomic import atomic_write_bytes, atomic_write_text
+from llm_energy_measure.storage.atomic import atomic_write_bytes, atomic_write_text
 
 Scalar = str | int | float | bool | None
 ExportableResult = AggregatedResult | RawProcessResult

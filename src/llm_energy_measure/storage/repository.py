@@ -34,8 +34,9 @@ from llm_energy_measure.constants import (
 )
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.results.atomic import TEMP_SUFFIX, atomic_write_text
-from llm_energy_measure.results.summaries import (
+from llm_energy_measure.security import ensure_safe_path, is_safe_path, sanitize_experiment_id
+from llm_energy_measure.storage.atomic import TEMP_SUFFIX, atomic_write_text
+from llm_energy_measure.storage.summaries import (
     ExperimentSummary,
     Signature,
     SummaryCache,
@@ -44,7 +45,6 @@ from llm_energy_measure.results.summaries import (
     summarize_aggregated,
     summarize_raw,
 )
-from llm_energy_measure.security import ensure_safe_path, is_safe_path, sanitize_experiment_id
 
 _RAW_FILE = re.compile(r"process_(\d+)\.json")
 _MARKER_FILE = re.compile(re.escape(COMPLETION_MARKER_PREFIX) + r"(\d+)")

@@ -125,8 +125,8 @@ def export_results(
     results_dir: Path | None, experiment_ids: list[str], fmt: str, output: Path
 ) -> tuple[Path, int]:
     """Export aggregated results; returns the file written and how many experiments."""
-    from llm_energy_measure.results.compare import load_aggregated_results
-    from llm_energy_measure.results.exporters import EXPORT_FORMATS, export_aggregated
+    from llm_energy_measure.results.analysis.compare import load_aggregated_results
+    from llm_energy_measure.results.export.exporters import EXPORT_FORMATS, export_aggregated
 
     fmt = fmt.lower()
     if fmt not in EXPORT_FORMATS:

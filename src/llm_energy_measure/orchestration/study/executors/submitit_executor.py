@@ -14,8 +14,12 @@ from typing import Any
 
 from llm_energy_measure.config.study import SlurmConfig
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
-from llm_energy_measure.orchestration.executors.base import RunOutcome, RunSpec, SubmittedRun
-from llm_energy_measure.orchestration.executors.local import run_worker
+from llm_energy_measure.orchestration.study.executors.base import (
+    RunOutcome,
+    RunSpec,
+    SubmittedRun,
+)
+from llm_energy_measure.orchestration.study.executors.local import run_worker
 
 JOB_NAME = "llm-energy-measure"
 #: Slurm job states in which a job may still write results.

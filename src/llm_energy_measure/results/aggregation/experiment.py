@@ -38,8 +38,8 @@ from llm_energy_measure.domain import (
     Timestamps,
 )
 from llm_energy_measure.exceptions import AggregationError
-from llm_energy_measure.results.aggregation_cycles import aggregate_cycle_stats
-from llm_energy_measure.results.aggregation_energy import (
+from llm_energy_measure.results.aggregation.cycles import aggregate_cycle_stats
+from llm_energy_measure.results.aggregation.energy import (
     DeviceSelection,
     aggregate_energy,
     select_devices,

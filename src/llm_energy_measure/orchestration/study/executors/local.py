@@ -1,6 +1,6 @@
 """Running one study run's worker as a subprocess, with a time limit.
 
-The worker (``python -m llm_energy_measure.orchestration.study_worker``) starts in a new
+The worker (``python -m llm_energy_measure.orchestration.study.worker``) starts in a new
 session, i.e. its own process group, so that a timeout (or Ctrl+C here) stops it and every
 process it started: SIGINT first (the experiment records itself as interrupted), SIGKILL after
 a grace period. A crash or out-of-memory kill of the worker fails that run only.
@@ -18,14 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import llm_energy_measure
-from llm_energy_measure.orchestration.executors.base import (
+from llm_energy_measure.orchestration.study.executors.base import (
     EXIT_ORPHANED,
     EXIT_RETRYABLE,
     RunOutcome,
     RunSpec,
 )
 
-WORKER_MODULE = "llm_energy_measure.orchestration.study_worker"
+WORKER_MODULE = "llm_energy_measure.orchestration.study.worker"
 #: Seconds between SIGINT and SIGKILL when a worker is stopped.
 KILL_GRACE_S = 5.0
 _TAIL_BYTES = 65_536

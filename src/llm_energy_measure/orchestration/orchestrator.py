@@ -31,7 +31,7 @@ from llm_energy_measure.orchestration.cycles import (
     cycle_metrics,
     peak_memory,
 )
-from llm_energy_measure.orchestration.lifecycle import (
+from llm_energy_measure.orchestration.warmup import (
     WarmupResult,
     cleanup_on_exit,
     release_model,

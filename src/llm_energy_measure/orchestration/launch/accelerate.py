@@ -37,7 +37,7 @@ from llm_energy_measure.config.models import LaunchConfig
 from llm_energy_measure.state import ExperimentState, StateStore, pid_is_alive
 from llm_energy_measure.state.heartbeat import Heartbeat, heartbeat_age_s, read_heartbeats
 
-LAUNCHER_MODULE = "llm_energy_measure.orchestration.launcher"
+LAUNCHER_MODULE = "llm_energy_measure.orchestration.launch.rank"
 #: Seconds a rank may take from launch to its first heartbeat, on top of process_timeout_s
 #: (python, torch and the rendezvous start first).
 STARTUP_ALLOWANCE_S = 120.0
@@ -117,8 +117,8 @@ def build_env(spec: LaunchSpec, base: Mapping[str, str] | None = None) -> dict[s
     each rank's share of the CPU cores (``OMP_NUM_THREADS`` and the launcher's thread
     setting). The share is that of ``launch.num_processes`` ranks per machine, also when a
     resume runs fewer, so that resumed ranks measure under the same conditions."""
-    from llm_energy_measure.orchestration.distributed import torch_threads_for
-    from llm_energy_measure.orchestration.launcher import THREADS_ENV
+    from llm_energy_measure.orchestration.launch.distributed import torch_threads_for
+    from llm_energy_measure.orchestration.launch.rank import THREADS_ENV
 
     env = dict(os.environ if base is None else base)
     if spec.launch.gpus is not None:

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 
 from llm_energy_measure.domain import AggregatedResult, LatencyStats, MetricStats
 from llm_energy_measure.exceptions import ResultsError
-from llm_energy_measure.results.stats import metric_stats
+from llm_energy_measure.results.analysis.stats import metric_stats
 
 if TYPE_CHECKING:
-    from llm_energy_measure.results.repository import FileSystemRepository
     from llm_energy_measure.state.study_models import StudyManifest
+    from llm_energy_measure.storage.repository import FileSystemRepository
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,14 @@ from llm_energy_measure.domain import (
     MetricStats,
     UtilisationSample,
 )
-from llm_energy_measure.results.atomic import atomic_write_text
-from llm_energy_measure.results.exporters import check_output_path
-from llm_energy_measure.results.report_figures import (
+from llm_energy_measure.results.analysis.study_stats import (
+    METRICS_BY_KEY,
+    internal_cycle_stats,
+    load_study_results,
+)
+from llm_energy_measure.results.export.exporters import check_output_path
+from llm_energy_measure.results.export.study import swept_keys
+from llm_energy_measure.results.report.figures import (
     Figures,
     compute_figures,
     labels_plot,
@@ -37,16 +42,11 @@ from llm_energy_measure.results.report_figures import (
     throughput_power_plot,
     timeseries_plot,
 )
-from llm_energy_measure.results.study_export import swept_keys
-from llm_energy_measure.results.study_stats import (
-    METRICS_BY_KEY,
-    internal_cycle_stats,
-    load_study_results,
-)
+from llm_energy_measure.storage.atomic import atomic_write_text
 
 if TYPE_CHECKING:
-    from llm_energy_measure.results.repository import FileSystemRepository
     from llm_energy_measure.state.study_models import StudyManifest
+    from llm_energy_measure.storage.repository import FileSystemRepository
 
 #: At most this many swept keys get their own "energy per token vs parameter" plot.
 MAX_PARAMETER_PLOTS = 4

@@ -21,19 +21,22 @@ from loguru import logger
 from llm_energy_measure.config.precedence import effective_results_dir
 from llm_energy_measure.config.study import STUDY_EXECUTORS, StudyConfig, load_study_config
 from llm_energy_measure.exceptions import ConfigurationError, RetryableError
-from llm_energy_measure.orchestration.executors import (
+from llm_energy_measure.orchestration.study.cooldown import (
+    Cooldown,
+    gpu_temperature_reader,
+)
+from llm_energy_measure.orchestration.study.executors import (
     ArrayStudyExecutor,
     RunOutcome,
     RunSpec,
     StudyExecutor,
     create_executor,
 )
-from llm_energy_measure.orchestration.study import (
+from llm_energy_measure.orchestration.study.expansion import (
     base_config_data,
     plan_study,
     run_experiment_id,
 )
-from llm_energy_measure.orchestration.study_cooldown import Cooldown, gpu_temperature_reader
 from llm_energy_measure.resilience import retry
 from llm_energy_measure.state.liveness import current_hostname, pid_is_alive
 from llm_energy_measure.state.study_models import StudyManifest, StudyRun
@@ -155,8 +158,10 @@ def refuse_active_jobs(
 ) -> None:
     """ConfigurationError when a run left ``running`` still has a live Slurm job (resuming
     would run it twice). Only Slurm jobs can be checked; see ``poll_job_states``."""
-    from llm_energy_measure.orchestration.executors.submitit_executor import ACTIVE_JOB_STATES
-    from llm_energy_measure.orchestration.study_status import poll_job_states
+    from llm_energy_measure.orchestration.study.executors.submitit_executor import (
+        ACTIVE_JOB_STATES,
+    )
+    from llm_energy_measure.orchestration.study.status import poll_job_states
 
     running = StudyManifest.model_validate(
         {**manifest.model_dump(), "runs": [r.model_dump() for r in manifest.runs

@@ -18,8 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError
-from llm_energy_measure.results.atomic import atomic_write_text
-from llm_energy_measure.results.exporters import (
+from llm_energy_measure.results.analysis.study_stats import (
+    HEADLINE_METRICS,
+    load_study_results,
+    point_statistics,
+    point_values,
+)
+from llm_energy_measure.results.export.exporters import (
     EXPORT_FORMATS,
     Scalar,
     check_output_path,
@@ -28,16 +33,11 @@ from llm_energy_measure.results.exporters import (
     write_rows_csv,
     write_rows_parquet,
 )
-from llm_energy_measure.results.study_stats import (
-    HEADLINE_METRICS,
-    load_study_results,
-    point_statistics,
-    point_values,
-)
+from llm_energy_measure.storage.atomic import atomic_write_text
 
 if TYPE_CHECKING:
-    from llm_energy_measure.results.repository import FileSystemRepository
     from llm_energy_measure.state.study_models import StudyManifest
+    from llm_energy_measure.storage.repository import FileSystemRepository
 
 PARAM_PREFIX = "param."
 

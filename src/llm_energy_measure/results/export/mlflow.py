@@ -28,8 +28,8 @@ from typing import Any
 
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError, ResultsError
-from llm_energy_measure.results.compare import flatten_config
-from llm_energy_measure.results.exporters import flatten_result
+from llm_energy_measure.results.analysis.compare import flatten_config
+from llm_energy_measure.results.export.exporters import flatten_result
 
 TAG_PREFIX = "llm_energy_measure."
 DEFAULT_EXPERIMENT_NAME = "llm-energy-measure"

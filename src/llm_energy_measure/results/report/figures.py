@@ -14,16 +14,16 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from llm_energy_measure.domain import MetricStats
-from llm_energy_measure.results.pareto import pareto_mask
-from llm_energy_measure.results.report_svg import MUTED, PALETTE, Chart, Series, render_chart
-from llm_energy_measure.results.study_stats import (
+from llm_energy_measure.results.analysis.pareto import pareto_mask
+from llm_energy_measure.results.analysis.study_stats import (
     HEADLINE_METRICS,
     point_statistics,
     point_values,
 )
+from llm_energy_measure.results.report.svg import MUTED, PALETTE, Chart, Series, render_chart
 
 if TYPE_CHECKING:
-    from llm_energy_measure.results.report import StudyReportData
+    from llm_energy_measure.results.report.page import StudyReportData
 
 _BASE = "(base)"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from llm_energy_measure.textable import format_pairs, format_table, si
+from llm_energy_measure.console.textable import format_pairs, format_table, si
 
 if TYPE_CHECKING:
     from llm_energy_measure.config.models import ExperimentConfig
@@ -145,7 +145,7 @@ def print_result(
 ) -> None:
     """One experiment: aggregated summary, or each process's raw result."""
     from llm_energy_measure.exceptions import ConfigurationError
-    from llm_energy_measure.results.compare import load_aggregated_results
+    from llm_energy_measure.results.analysis.compare import load_aggregated_results
     from llm_energy_measure.security import sanitize_experiment_id
 
     exp_id = sanitize_experiment_id(experiment_id)
@@ -197,7 +197,7 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
 
 def print_comparison(results: Sequence[AggregatedResult], *, as_json: bool) -> None:
     """The `results compare` output: headline table, caveat notes and config differences."""
-    from llm_energy_measure.results.compare import comparison_json, format_comparison
+    from llm_energy_measure.results.analysis.compare import comparison_json, format_comparison
 
     if as_json:
         typer.echo(json.dumps(comparison_json(results), indent=2, default=str))
@@ -215,7 +215,7 @@ def print_mlflow_outcomes(outcomes: Sequence[Any], tracking_uri: str) -> None:
 
 def print_study_outcome(manifest: StudyManifest) -> None:
     """A study's summary after `study run` / `study resume`; exits 1 unless it completed."""
-    from llm_energy_measure.orchestration.study_status import study_summary_text
+    from llm_energy_measure.orchestration.study.status import study_summary_text
 
     typer.echo(study_summary_text(manifest))
     if manifest.status != "completed":
