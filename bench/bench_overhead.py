@@ -97,8 +97,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from llm_energy_measure.core.batching import plan_batches
-    from llm_energy_measure.core.compute_metrics import ComputeMetricsCollector
     from llm_energy_measure.core.energy_backends import create_energy_backend
+    from llm_energy_measure.core.memory import MemoryWindow
     from llm_energy_measure.core.model_loader import load_model_tokenizer
     from llm_energy_measure.core.prompts import load_prompts, truncate_prompts
 
@@ -112,7 +112,7 @@ def main() -> int:
     batches = [loaded.tokenizer([p.text for p in g], return_tensors="pt", padding=True).to(device)
                for g in groups]
     backend = create_energy_backend(config.energy, host="bench")
-    metrics = ComputeMetricsCollector()
+    metrics = MemoryWindow()
 
     bare_pass(loaded, batches[:1], 4)  # warm both paths up
     harness_pass(loaded, prompts[: args.batch_size], config, backend, metrics)

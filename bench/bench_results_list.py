@@ -26,7 +26,7 @@ from tests.factories import make_raw  # noqa: E402
 
 from llm_energy_measure.domain import Timestamps  # noqa: E402
 from llm_energy_measure.results import FileSystemRepository, aggregate_results  # noqa: E402
-from llm_energy_measure.storage.summaries import INDEX_FILE_NAME  # noqa: E402
+from llm_energy_measure.storage.layout import SUMMARY_INDEX_NAME as INDEX_FILE_NAME  # noqa: E402
 
 NUM_EXPERIMENTS = 10_000
 GOAL_S = 1.0

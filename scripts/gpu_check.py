@@ -42,11 +42,12 @@ def main() -> int:
 
     import torch
 
-    from llm_energy_measure.core.compute_metrics import ComputeMetricsCollector
+    from llm_energy_measure.core.compute_metrics import ComputeEstimator
     from llm_energy_measure.core.devices import driver_version, get_gpus
     from llm_energy_measure.core.energy_backends import create_energy_backend
     from llm_energy_measure.core.energy_backends.sampler import PowerSampler, integrate_power_j
     from llm_energy_measure.core.engines.transformers import run_inference
+    from llm_energy_measure.core.memory import MemoryWindow
     from llm_energy_measure.core.model_loader import load_model_tokenizer
     from llm_energy_measure.core.prompts import load_prompts, truncate_prompts
     from llm_energy_measure.orchestration.cycles import combine_outputs
@@ -74,7 +75,7 @@ def main() -> int:
     except Exception as exc:  # zeus is an optional extra
         print(f"zeus unavailable: {exc}", file=sys.stderr)
     sampler = PowerSampler(mine, interval_ms=100)
-    metrics = ComputeMetricsCollector()
+    metrics = MemoryWindow()
 
     run_inference(loaded, prompts[: args.batch_size], nvml_cfg)  # warm-up
     torch.cuda.synchronize()
@@ -92,7 +93,7 @@ def main() -> int:
     nvml_reading = nvml.stop()
     metrics.stop_window()
     combined = combine_outputs(outputs)
-    compute = metrics.compute(loaded, combined)
+    compute = ComputeEstimator().compute(loaded, combined)
 
     device_id = mine[0].device_id
     nvml_j = sum(d.energy_j for d in nvml_reading.devices if d.device_id == device_id)

@@ -154,14 +154,14 @@ def run(
         rendering.print_plan(build_plan(cfg))
         return
     with rendering.progress() as on_progress:
-        result, note = run_or_resume(cfg, resume_id=resume, experiment_id=experiment_id,
-                                     results_dir=results_dir, config_path=config,
-                                     on_progress=on_progress)
-    if result is None:
-        typer.echo(note)
+        report = run_or_resume(cfg, resume_id=resume, experiment_id=experiment_id,
+                               results_dir=results_dir, config_path=config,
+                               on_progress=on_progress)
+    if report.aggregated is None:
+        typer.echo(report.note)
         return
-    rendering.print_summary(result)
-    rendering.print_process_table(result)
+    rendering.print_summary(report.aggregated)
+    rendering.print_process_table(report.aggregated)
 
 
 @app.command()
@@ -204,8 +204,8 @@ def config_show(
     as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
 ) -> None:
     """Print the resolved config (inheritance and defaults applied)."""
-    from llm_energy_measure.console import rendering
     from llm_energy_measure.config import load_config
+    from llm_energy_measure.console import rendering
 
     rendering.print_config(load_config(path), as_json=as_json)
 

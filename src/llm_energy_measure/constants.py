@@ -37,12 +37,7 @@ NVML_COUNTER_UPDATE_PERIOD_S = 0.1
 #: Windows shorter than this many counter periods draw a warning.
 MIN_WINDOW_COUNTER_PERIODS = 10
 
-# Directory layout of the results store
-RAW_DIR_NAME = "raw"
-AGGREGATED_DIR_NAME = "aggregated"
-STATE_DIR_NAME = "state"
-LOGS_DIR_NAME = "logs"
-COMPLETION_MARKER_PREFIX = ".completed_"
+# The layout of the results directory is defined in storage/layout.py.
 
 #: Environment variables whose values are secrets: never written to results or logs.
 SECRET_ENV_VARS = (

@@ -17,8 +17,7 @@ from typing import IO, Any
 
 from loguru import logger
 
-from llm_energy_measure.constants import LOGS_DIR_NAME
-from llm_energy_measure.security import redact_text, sanitize_experiment_id
+from llm_energy_measure.security import redact_text
 
 #: stderr without --verbose: level and message only.
 CONSOLE_FORMAT = "<level>{level: <8}</level> {message}"
@@ -136,8 +135,10 @@ def _add_file_sink(path: Path) -> int:
 
 
 def experiment_log_file(results_dir: Path, experiment_id: str) -> Path:
-    """``results_dir/logs/<experiment_id>.log``; the id is validated (ConfigurationError)."""
-    return Path(results_dir) / LOGS_DIR_NAME / f"{sanitize_experiment_id(experiment_id)}.log"
+    """The experiment's log file (``storage.layout``); the id is validated."""
+    from llm_energy_measure.storage.layout import ResultsLayout
+
+    return ResultsLayout(results_dir).experiment_log(experiment_id)
 
 
 def add_experiment_log(path: Path) -> int:

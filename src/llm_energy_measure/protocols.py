@@ -1,18 +1,20 @@
-"""Interfaces the orchestrator depends on; each has a real implementation on the run path."""
+"""Interfaces the orchestrator depends on; each has a real implementation on the run path.
+
+- ``InferenceEngine``: ``core.engines.*`` (the shared base is the interface itself);
+- ``EnergyBackend``: ``core.energy_backends.*``, created by ``create_energy_backend``;
+- ``MemoryWindow``: ``core.memory.MemoryWindow``;
+- ``ComputeEstimator``: ``core.compute_metrics.ComputeEstimator``;
+- ``ResultsRepository``: ``storage.repository.FileSystemRepository``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
+
+from llm_energy_measure.core.engines.base import EngineCapabilities, InferenceEngine
 
 if TYPE_CHECKING:
-    from llm_energy_measure.config.models import ExperimentConfig
-    from llm_energy_measure.core.types import (
-        EnergyReading,
-        InferenceOutput,
-        LoadedModel,
-        Prompt,
-    )
+    from llm_energy_measure.core.types import EnergyReading, InferenceOutput, LoadedModel
     from llm_energy_measure.domain import (
         AggregatedResult,
         ComputeMetrics,
@@ -20,42 +22,22 @@ if TYPE_CHECKING:
         RawProcessResult,
     )
 
-
-@runtime_checkable
-class ModelLoader(Protocol):
-    """Loads a model and tokenizer as the config says."""
-
-    def load(self, config: ExperimentConfig) -> LoadedModel: ...
-
-
-@runtime_checkable
-class InferenceEngine(Protocol):
-    """Runs the workload and measures tokens and latency per request.
-
-    ``on_window_open`` / ``on_window_close`` are called at the edges of the measured window
-    (after inputs are prepared, around the device synchronizes), so that energy and memory
-    measurements bracket exactly what is timed.
-    """
-
-    def run(
-        self,
-        loaded: LoadedModel,
-        prompts: Sequence[Prompt],
-        config: ExperimentConfig,
-        *,
-        cycle: int = 0,
-        on_batch_done: Callable[[int], None] | None = None,
-        on_window_open: Callable[[], None] | None = None,
-        on_window_close: Callable[[], None] | None = None,
-    ) -> InferenceOutput: ...
+__all__ = [
+    "ComputeEstimator",
+    "EnergyBackend",
+    "EngineCapabilities",
+    "InferenceEngine",
+    "MemoryWindow",
+    "ResultsRepository",
+]
 
 
-@runtime_checkable
 class EnergyBackend(Protocol):
     """Measures energy of the devices it covers over a window.
 
     ``measure_baseline`` returns idle power per device id (W); ``start``/``stop`` bracket the
-    measured window; ``close`` releases resources and is safe to call twice.
+    measured window; ``close`` releases resources (the device handles it owns too) and is safe
+    to call twice.
     """
 
     name: str
@@ -69,24 +51,28 @@ class EnergyBackend(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
-class MetricsCollector(Protocol):
-    """Memory peaks over a window and compute efficiency of a workload."""
+class MemoryWindow(Protocol):
+    """Memory peaks over the measured window."""
 
     def start_window(self) -> None: ...
 
     def stop_window(self) -> MemoryStats: ...
 
+
+class ComputeEstimator(Protocol):
+    """Compute efficiency (FLOPs, MFU, MBU) of a measured workload."""
+
     def compute(self, loaded: LoadedModel, output: InferenceOutput) -> ComputeMetrics: ...
 
 
-@runtime_checkable
 class ResultsRepository(Protocol):
     """Stores raw and aggregated results."""
 
     def save_raw(self, result: RawProcessResult) -> object: ...
 
     def load_all_raw(self, experiment_id: str) -> list[RawProcessResult]: ...
+
+    def completed_ranks(self, experiment_id: str) -> set[int]: ...
 
     def save_aggregated(self, result: AggregatedResult) -> object: ...
 
@@ -99,5 +85,3 @@ class ResultsRepository(Protocol):
     def has_raw(self, experiment_id: str) -> bool: ...
 
     def has_aggregated(self, experiment_id: str) -> bool: ...
-
-    def delete_experiment(self, experiment_id: str) -> None: ...

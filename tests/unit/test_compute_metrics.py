@@ -1,4 +1,4 @@
-"""ComputeMetricsCollector: MFU/MBU with known peaks, forward-pass bound, peak memory."""
+"""ComputeEstimator (MFU/MBU with known peaks, forward-pass bound) and MemoryWindow peaks."""
 
 from __future__ import annotations
 
@@ -14,16 +14,15 @@ import pytest
 
 from llm_energy_measure.core.arch_spec import ArchSpec
 from llm_energy_measure.core.compute_metrics import (
-    ComputeMetricsCollector,
-    PeakRssTracker,
+    ComputeEstimator,
     active_weight_fraction,
     efficiency,
     min_forward_passes,
 )
 from llm_energy_measure.core.device_peaks import DevicePeak
+from llm_energy_measure.core.memory import MemoryWindow, PeakRssTracker
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
 from llm_energy_measure.domain import FlopsResult, ModelInfo, RequestRecord, Timestamps
-from llm_energy_measure.protocols import MetricsCollector
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -82,17 +81,13 @@ def _fake_lookup(flops_per_s: float | None, bandwidth: float) -> Any:
     return lookup
 
 
-def test_implements_the_protocol() -> None:
-    assert isinstance(ComputeMetricsCollector(), MetricsCollector)
-
-
 def test_mfu_and_mbu_with_a_fake_peak() -> None:
     # Each (3, 3) sequence costs 14208 FLOPs (see test_flops.test_tiny_spec_by_hand).
     # Two of them in 2.0 s of compute: 28416 / 2 = 14208 FLOP/s; peak 28416 -> MFU 0.5.
     # Bytes: one batch -> 3 forward passes x 1000 weight bytes = 3000; KV reads: each sequence
     # attends over 4 then 5 keys in 2 layers = 18 token-layers x (K+V: 2 x 1 head x 4 x 2 B
     # = 16 B) = 288 B, x 2 sequences = 576. 3576 B / 2 s = 1788 B/s; peak 3576 -> MBU 0.5.
-    collector = ComputeMetricsCollector(
+    collector = ComputeEstimator(
         peak_lookup=_fake_lookup(28416.0, 3576.0), gpu_names=lambda loaded: [H100]
     )
     metrics = collector.compute(_loaded(), _output([SequenceShape(3, 3)] * 2))
@@ -104,7 +99,7 @@ def test_mfu_and_mbu_with_a_fake_peak() -> None:
 
 
 def test_two_devices_sum_their_peaks() -> None:
-    collector = ComputeMetricsCollector(
+    collector = ComputeEstimator(
         peak_lookup=_fake_lookup(28416.0, 3576.0), gpu_names=lambda loaded: [H100, H100]
     )
     metrics = collector.compute(_loaded(), _output([SequenceShape(3, 3)] * 2))
@@ -114,7 +109,7 @@ def test_two_devices_sum_their_peaks() -> None:
 
 
 def test_real_table_h100_bf16() -> None:
-    collector = ComputeMetricsCollector(gpu_names=lambda loaded: [H100])
+    collector = ComputeEstimator(gpu_names=lambda loaded: [H100])
     metrics = collector.compute(_loaded("bfloat16"), _output([SequenceShape(3, 3)] * 2))
     assert metrics.peak_flops_per_s == pytest.approx(989.4e12)
     assert metrics.peak_memory_bandwidth_bytes_per_s == pytest.approx(3.35e12)
@@ -124,7 +119,7 @@ def test_real_table_h100_bf16() -> None:
 
 @pytest.mark.parametrize("names", [["NVIDIA Quadro XYZ"], [H100, "NVIDIA Quadro XYZ"], []])
 def test_unknown_device_or_cpu_gives_none_not_zero(names: list[str]) -> None:
-    collector = ComputeMetricsCollector(gpu_names=lambda loaded: names)
+    collector = ComputeEstimator(gpu_names=lambda loaded: names)
     metrics = collector.compute(_loaded(), _output([SequenceShape(3, 3)]))
     assert metrics.flops is not None and metrics.flops.total_flops == 14208
     assert metrics.achieved_flops_per_s == pytest.approx(14208 / 2.0)
@@ -134,21 +129,21 @@ def test_unknown_device_or_cpu_gives_none_not_zero(names: list[str]) -> None:
 
 
 def test_cpu_device_needs_no_torch_and_has_no_peak() -> None:
-    metrics = ComputeMetricsCollector().compute(
+    metrics = ComputeEstimator().compute(
         _loaded(device="cpu"), _output([SequenceShape(3, 3)])
     )
     assert metrics.mfu is None and metrics.mbu is None and metrics.device_name is None
 
 
 def test_dtype_without_a_rate_keeps_mbu() -> None:
-    collector = ComputeMetricsCollector(gpu_names=lambda loaded: ["Tesla V100-SXM2-32GB"])
+    collector = ComputeEstimator(gpu_names=lambda loaded: ["Tesla V100-SXM2-32GB"])
     metrics = collector.compute(_loaded("bfloat16"), _output([SequenceShape(3, 3)]))
     assert metrics.mfu is None
     assert metrics.mbu is not None and metrics.mbu > 0
 
 
 def test_window_duration_used_when_compute_time_is_missing() -> None:
-    collector = ComputeMetricsCollector(gpu_names=lambda loaded: [])
+    collector = ComputeEstimator(gpu_names=lambda loaded: [])
     metrics = collector.compute(_loaded(), _output([SequenceShape(3, 3)], compute_time_s=0.0))
     assert metrics.achieved_flops_per_s == pytest.approx(14208 / 5.0)
 
@@ -167,7 +162,7 @@ def test_model_without_config_uses_model_info() -> None:
             vocab_size=32,
         )
     )
-    metrics = ComputeMetricsCollector(gpu_names=lambda loaded: []).compute(
+    metrics = ComputeEstimator(gpu_names=lambda loaded: []).compute(
         loaded, _output([SequenceShape(3, 3)])
     )
     assert metrics.flops is not None
@@ -252,7 +247,7 @@ def test_peak_rss_sees_an_allocation_inside_the_window() -> None:
 
 def test_collector_window_reports_cpu_peak_and_weights() -> None:
     pytest.importorskip("psutil")
-    collector = ComputeMetricsCollector(model_weights_bytes=1234, devices=[])
+    collector = MemoryWindow(model_weights_bytes=1234, devices=[])
     collector.start_window()
     block = bytearray(b"\x01") * (64 * 1024 * 1024)
     time.sleep(0.12)
@@ -273,7 +268,7 @@ def test_gpu_peak_memory_is_reset_at_window_start() -> None:
         pytest.skip("needs an NVIDIA GPU")
     big = torch.empty(512 * 1024 * 1024, dtype=torch.uint8, device="cuda:0")
     del big  # the lifetime peak is now >= 512 MiB
-    collector = ComputeMetricsCollector(devices=["cuda:0"])
+    collector = MemoryWindow(devices=["cuda:0"])
     collector.start_window()
     small = torch.empty(64 * 1024 * 1024, dtype=torch.uint8, device="cuda:0")
     stats = collector.stop_window()
@@ -330,7 +325,7 @@ def test_compute_on_a_real_model_matches_flop_counter() -> None:
             eos_token_id=None,
             pad_token_id=0,
         )
-    metrics = ComputeMetricsCollector().compute(loaded, _output([SequenceShape(7, 5)] * 2))
+    metrics = ComputeEstimator().compute(loaded, _output([SequenceShape(7, 5)] * 2))
     assert metrics.flops is not None
     assert metrics.flops.total_flops == pytest.approx(counter.get_total_flops(), rel=0.01)
     assert metrics.flops.method == "analytic" and metrics.flops.confidence == "high"

@@ -11,7 +11,7 @@ import pytest
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.core.model_loader import sharding_label
 from llm_energy_measure.exceptions import ConfigurationError
-from llm_energy_measure.orchestration.experiment import launch_experiment, needs_launch
+from llm_energy_measure.orchestration.experiment import needs_launch, run_experiment
 
 
 def test_sharding_label_names_the_strategy_and_device_map_devices() -> None:
@@ -34,25 +34,25 @@ def test_tensor_parallel_processes_are_refused_by_run(tmp_path: Path) -> None:
     cfg = ExperimentConfig.model_validate(
         {"launch": {"num_processes": 2}, "sharding": {"strategy": "tensor_parallel"}})
     with pytest.raises(ConfigurationError, match="device_map"):
-        launch_experiment(cfg, results_dir=tmp_path)
+        run_experiment(cfg, results_dir=tmp_path)
     assert not (tmp_path / "state").exists()  # nothing created
 
 
 def test_several_machines_need_one_shared_experiment_id(tmp_path: Path) -> None:
     cfg = ExperimentConfig.model_validate({"launch": {"num_machines": 2}})
     with pytest.raises(ConfigurationError, match="--experiment-id"):
-        launch_experiment(cfg, results_dir=tmp_path)
+        run_experiment(cfg, results_dir=tmp_path)
 
 
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_device_map_sharding_is_recorded_on_a_gpu(tiny_model_dir: Path) -> None:
-    from llm_energy_measure.core.model_loader import HFModelLoader
+    from llm_energy_measure.core.model_loader import load_model_tokenizer
 
     cfg = ExperimentConfig.model_validate({
         "model": {"name": str(tiny_model_dir), "device": "cuda"},
         "sharding": {"strategy": "device_map"},
     })
-    loaded = HFModelLoader().load(cfg)
+    loaded = load_model_tokenizer(cfg)
     assert loaded.device == "auto"
     assert loaded.info.sharding is not None and loaded.info.sharding.startswith("device_map:0")

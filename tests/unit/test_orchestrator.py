@@ -11,6 +11,7 @@ from tests.factories import make_environment, make_model_info
 
 from llm_energy_measure.config.models import EnergyConfig, ExperimentConfig
 from llm_energy_measure.core.energy import build_energy_metrics
+from llm_energy_measure.core.engines.base import InferenceEngine
 from llm_energy_measure.core.types import (
     EnergyReading,
     InferenceOutput,
@@ -37,13 +38,13 @@ POWER_W = 50.0  # constant device power in the window
 IDLE_W = 20.0  # baseline
 
 
-class FakeLoader:
+class FakeEngine(InferenceEngine):
+    """Each prompt: IN_TOKENS in, OUT_TOKENS out; a pass lasts WINDOW_S of fake time."""
+
+    name = "fake"
+
     def load(self, config: ExperimentConfig) -> LoadedModel:
         return LoadedModel(model=object(), tokenizer=object(), info=make_model_info(), device="cpu")
-
-
-class FakeEngine:
-    """Each prompt: IN_TOKENS in, OUT_TOKENS out; a pass lasts WINDOW_S of fake time."""
 
     def __init__(self, fail_on_cycle: int | None = None) -> None:
         self.calls: list[int] = []
@@ -120,8 +121,9 @@ def _collab(tmp_path: Path, engine: FakeEngine, backend: FakeBackend) -> Collabo
         return [Prompt(i, f"p{i}") for i in range(config.prompts.num_prompts)], []
 
     return Collaborators(
-        loader=FakeLoader(), engine=engine, energy_backend=lambda c, ctx, loaded: backend,
-        metrics=FakeMetrics(), repository=FileSystemRepository(tmp_path), prompts=prompts,
+        engine=engine, energy_backend=lambda c, ctx, loaded: backend,
+        memory=FakeMetrics(), compute=FakeMetrics(), repository=FileSystemRepository(tmp_path),
+        prompts=prompts,
         energy_builder=build_energy_metrics,
         environment=lambda: engine.note_environment(make_environment("h")),
     )
@@ -137,7 +139,8 @@ def _config(**kw: object) -> ExperimentConfig:
 def test_known_numbers_flow_through_to_the_stored_result(tmp_path: Path) -> None:
     engine, backend = FakeEngine(), FakeBackend()
     result = run_experiment(_config(), experiment_id="exp1", results_dir=tmp_path,
-                            collaborators=_collab(tmp_path, engine, backend))
+                            collaborators=_collab(tmp_path, engine, backend)).aggregated
+    assert result is not None
     assert engine.calls == [-1, -1, 0]  # two warm-up calls, then the measured cycle
     inf = result.inference
     assert (inf.num_requests, inf.input_tokens, inf.output_tokens) == (6, 60, 24)
@@ -168,7 +171,8 @@ def test_known_numbers_flow_through_to_the_stored_result(tmp_path: Path) -> None
 def test_cycles_give_statistics_and_sum_energy(tmp_path: Path) -> None:
     engine, backend = FakeEngine(), FakeBackend()
     result = run_experiment(_config(cycles=3), experiment_id="exp3", results_dir=tmp_path,
-                            collaborators=_collab(tmp_path, engine, backend))
+                            collaborators=_collab(tmp_path, engine, backend)).aggregated
+    assert result is not None
     assert engine.calls[-3:] == [0, 1, 2]
     assert result.inference.output_tokens == 72
     assert result.energy is not None

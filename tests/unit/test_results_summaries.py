@@ -10,7 +10,8 @@ import pytest
 from tests.factories import make_device, make_raw
 
 from llm_energy_measure.results import ExperimentSummary, FileSystemRepository, aggregate_results
-from llm_energy_measure.storage.summaries import INDEX_FILE_NAME, JOURNAL_FILE_NAME
+from llm_energy_measure.storage.layout import SUMMARY_INDEX_NAME as INDEX_FILE_NAME
+from llm_energy_measure.storage.layout import SUMMARY_JOURNAL_NAME as JOURNAL_FILE_NAME
 
 
 @pytest.fixture

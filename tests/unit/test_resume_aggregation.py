@@ -13,11 +13,10 @@ from tests.factories import make_raw
 import llm_energy_measure.orchestration.experiment as experiment
 import llm_energy_measure.results as results
 from llm_energy_measure.config.models import ExperimentConfig, LaunchConfig
-from llm_energy_measure.domain import RawProcessResult
 from llm_energy_measure.exceptions import AggregationError, ConfigurationError, DistributedError
 from llm_energy_measure.orchestration.aggregate import aggregate_if_complete
-from llm_energy_measure.orchestration.launch.accelerate import LaunchOutcome, LaunchSpec, Supervisor
-from llm_energy_measure.orchestration.orchestrator import Collaborators, ProcessContext
+from llm_energy_measure.orchestration.launch.accelerate import LaunchSpec, Supervisor
+from llm_energy_measure.orchestration.launch.base import LaunchOutcome, RankJob
 from llm_energy_measure.orchestration.resume import plan_resume, save_resolved_config
 from llm_energy_measure.results import FileSystemRepository
 from llm_energy_measure.state import ExperimentState, StateStore, derive_status
@@ -47,13 +46,29 @@ def _all_ranks_done(base: Path, num: int, *, status: str = "interrupted") -> Non
         store.mark_failed(EXP, "aggregation failed: AggregationError: boom")
 
 
-def _no_measuring_or_launching(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: Any, **kwargs: Any) -> Any:
+class _RefusingLauncher:
+    """A launcher that must not be used."""
+
+    def launch(self, job: RankJob, on_progress: Any = None) -> LaunchOutcome:
         raise AssertionError("the resume measured or launched again")
 
-    monkeypatch.setattr(experiment, "ExperimentOrchestrator", refuse)
-    monkeypatch.setattr(experiment, "default_collaborators", refuse)
-    monkeypatch.setattr(Supervisor, "run", refuse)
+
+class _StoringLauncher:
+    """Stands in for a launch: stores a synthetic raw result (and its marker) for each of
+    ``ranks`` as the rank worker would, then reports ``outcome``."""
+
+    def __init__(self, ranks: tuple[int, ...] | None = None,
+                 outcome: LaunchOutcome | None = None) -> None:
+        self.ranks = ranks
+        self.outcome = outcome or LaunchOutcome("completed", 0)
+        self.calls = 0
+
+    def launch(self, job: RankJob, on_progress: Any = None) -> LaunchOutcome:
+        self.calls += 1
+        for rank in self.ranks if self.ranks is not None else job.local_ranks():
+            job.workspace.repository.save_raw(make_raw(job.experiment_id, rank, job.num_ranks))
+            job.workspace.states.mark_process(job.experiment_id, rank, "completed")
+        return self.outcome
 
 
 def _raw_files(base: Path) -> dict[str, bytes]:
@@ -108,14 +123,11 @@ def test_plan_for_every_rank_done_without_aggregation_is_aggregate_only(tmp_path
 
 @pytest.mark.parametrize("num", [1, 3])
 @pytest.mark.parametrize("left", ["interrupted", "failed"])
-def test_resume_with_every_rank_done_only_aggregates(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, num: int, left: str
-) -> None:
+def test_resume_with_every_rank_done_only_aggregates(tmp_path: Path, num: int, left: str) -> None:
     _all_ranks_done(tmp_path, num, status=left)
     before = _raw_files(tmp_path)
-    _no_measuring_or_launching(monkeypatch)
 
-    done = experiment.resume_experiment(EXP, results_dir=tmp_path)
+    done = experiment.resume_experiment(EXP, results_dir=tmp_path, launcher=_RefusingLauncher())
 
     assert done.aggregated is not None and len(done.aggregated.processes) == num
     assert _repo(tmp_path).has_aggregated(EXP)
@@ -129,17 +141,16 @@ def test_resume_with_every_rank_done_only_aggregates(
         plan_resume(tmp_path, EXP)
 
 
-def test_cli_run_resume_aggregates_without_relaunching(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_run_resume_aggregates_without_relaunching(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from llm_energy_measure.cli import app
 
     _all_ranks_done(tmp_path, 2, status="failed")
-    _no_measuring_or_launching(monkeypatch)
+    before = _raw_files(tmp_path)
     out = CliRunner().invoke(app, ["run", "--resume", EXP, "--results-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
+    assert _raw_files(tmp_path) == before  # nothing was measured again
     state = StateStore(tmp_path).load(EXP)
     assert state is not None and state.status == "completed" and state.aggregated
     again = CliRunner().invoke(app, ["run", "--resume", EXP, "--results-dir", str(tmp_path)])
@@ -157,34 +168,10 @@ def test_completed_without_aggregated_result_points_to_aggregate(tmp_path: Path)
 # ----------------------------------------------------------------------------- in process
 
 
-class _FakeOrchestrator:
-    """Stores a synthetic raw result (with its marker) instead of measuring."""
-
-    calls = 0
-
-    def __init__(self, collab: Collaborators, ctx: ProcessContext, **kwargs: Any) -> None:
-        self.repo = collab.repository
-
-    def run(self, config: ExperimentConfig, experiment_id: str) -> RawProcessResult:
-        _FakeOrchestrator.calls += 1
-        raw = make_raw(experiment_id, 0, 1)
-        self.repo.save_raw(raw)
-        return raw
-
-
-def _collab(base: Path) -> Collaborators:
-    return Collaborators(  # only the repository is used by the fake orchestrator
-        loader=None, engine=None, energy_backend=None, metrics=None,  # type: ignore[arg-type]
-        repository=_repo(base), prompts=None, energy_builder=None,  # type: ignore[arg-type]
-        environment=None,  # type: ignore[arg-type]
-    )
-
-
 @pytest.mark.parametrize("problem", [AggregationError("ranks disagree"), KeyboardInterrupt()])
 def test_in_process_aggregation_problem_keeps_the_rank_completed_and_resume_aggregates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: BaseException
 ) -> None:
-    monkeypatch.setattr(experiment, "ExperimentOrchestrator", _FakeOrchestrator)
     real = results.aggregate_results
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -194,7 +181,7 @@ def test_in_process_aggregation_problem_keeps_the_rank_completed_and_resume_aggr
     config = ExperimentConfig.model_validate({"config_name": "r"})
     with pytest.raises(type(problem)):
         experiment.run_experiment(config, experiment_id=EXP, results_dir=tmp_path,
-                                  collaborators=_collab(tmp_path))
+                                  launcher=_StoringLauncher())
     state = StateStore(tmp_path).load(EXP)
     assert state is not None and state.processes[0].status == "completed"
     assert not state.aggregated and state.status != "completed"
@@ -206,9 +193,8 @@ def test_in_process_aggregation_problem_keeps_the_rank_completed_and_resume_aggr
     before = _raw_files(tmp_path)
 
     monkeypatch.setattr(results, "aggregate_results", real)
-    _FakeOrchestrator.calls = 0
-    done = experiment.resume_experiment(EXP, results_dir=tmp_path)
-    assert _FakeOrchestrator.calls == 0 and done.aggregated is not None
+    done = experiment.resume_experiment(EXP, results_dir=tmp_path, launcher=_RefusingLauncher())
+    assert done.aggregated is not None
     assert _raw_files(tmp_path) == before
     state = StateStore(tmp_path).load(EXP)
     assert state is not None and (state.status, state.aggregated) == ("completed", True)
@@ -238,21 +224,18 @@ def test_supervisor_blames_the_aggregation_not_a_finished_rank(tmp_path: Path) -
 
 
 def test_a_launch_failing_after_every_rank_finished_is_an_aggregation_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    _all_ranks_done(tmp_path, 2, status="failed")
-    monkeypatch.setattr(Supervisor, "run", lambda self: LaunchOutcome(
-        "failed", 1, cause="aggregation failed: AggregationError: boom"))
+    failed = LaunchOutcome("failed", 1, cause="aggregation failed: AggregationError: boom")
     config = ExperimentConfig.model_validate({"config_name": "r",
                                               "launch": {"num_processes": 2}})
     with pytest.raises(AggregationError, match=r"every rank finished.*--resume exp-1"):
-        experiment._supervise(config, EXP, tmp_path, tmp_path / "c.json", local_processes=2,
-                              ranks=None, num_ranks=2, on_progress=None)
+        experiment.run_experiment(config, experiment_id=EXP, results_dir=tmp_path,
+                                  launcher=_StoringLauncher(outcome=failed))
     # A rank that did not finish is still a distributed failure.
-    (tmp_path / "raw" / EXP / ".completed_1").unlink()
-    with pytest.raises(DistributedError):
-        experiment._supervise(config, EXP, tmp_path, tmp_path / "c.json", local_processes=2,
-                              ranks=None, num_ranks=2, on_progress=None)
+    with pytest.raises(DistributedError, match="failed: aggregation failed"):
+        experiment.run_experiment(config, experiment_id="exp-2", results_dir=tmp_path,
+                                  launcher=_StoringLauncher(ranks=(0,), outcome=failed))
 
 
 def test_aggregate_if_complete_names_missing_ranks_and_changes_nothing(tmp_path: Path) -> None:

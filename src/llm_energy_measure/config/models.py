@@ -31,6 +31,8 @@ class _Strict(BaseModel):
 
 
 Precision = Literal["float32", "float16", "bfloat16"]
+#: The inference engines (``core.engines.ENGINES`` maps each to its implementation).
+EngineName = Literal["transformers"]
 
 
 class ModelConfig(_Strict):
@@ -233,6 +235,8 @@ class ExperimentConfig(_Strict):
     """One experiment: what to run and how to measure it."""
 
     config_name: str = Field("experiment", min_length=1, max_length=128)
+    engine: EngineName = Field("transformers", description="the inference engine that runs "
+                               "the workload")
     model: ModelConfig = ModelConfig()
     quantization: QuantizationConfig = QuantizationConfig()
     prompts: PromptsConfig = PromptsConfig()

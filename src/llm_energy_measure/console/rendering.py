@@ -14,7 +14,12 @@ from llm_energy_measure.console.textable import format_pairs, format_table, si
 
 if TYPE_CHECKING:
     from llm_energy_measure.config.models import ExperimentConfig
-    from llm_energy_measure.domain import AggregatedResult, LatencyStats, RawProcessResult
+    from llm_energy_measure.domain import (
+        AggregatedResult,
+        EngineInfo,
+        LatencyStats,
+        RawProcessResult,
+    )
     from llm_energy_measure.orchestration.aggregate import AggregateOutcome
     from llm_energy_measure.results import FileSystemRepository
     from llm_energy_measure.state.study_models import StudyManifest
@@ -34,11 +39,18 @@ def _bytes(n: int | None) -> str:
     return "n/a" if n is None else si(float(n), "B")
 
 
+def engine_label(engine: EngineInfo) -> str:
+    """``name version (batching)``, e.g. ``transformers 4.57.1 (static batches ...)``."""
+    label = engine.name + (f" {engine.version}" if engine.version else "")
+    return label + (f" ({engine.batching})" if engine.batching else "")
+
+
 def summary_pairs(result: AggregatedResult | RawProcessResult) -> list[tuple[str, object]]:
     """Headline figures of a result as (label, value) rows."""
     inf = result.inference
     pairs: list[tuple[str, object]] = [
         ("experiment", result.experiment_id),
+        ("engine", engine_label(result.engine)),
         ("model", f"{result.model.name} ({result.model.dtype}, "
                   f"{si(result.model.num_parameters, 'params')})"),
         ("requests", inf.num_requests),
@@ -91,6 +103,8 @@ def print_summary(result: AggregatedResult) -> None:
                    + (" (high variance)" if stat.high_variance else ""))
     for w in result.warnings:
         typer.echo(f"{w.severity}: [{w.code}] {w.message}", err=True)
+    for figure, reason in sorted(result.engine.unreported.items()):
+        typer.echo(f"info: [not_reported] {figure}: {reason}", err=True)
 
 
 def print_plan(plan: dict[str, Any]) -> None:

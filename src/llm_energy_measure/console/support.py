@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from llm_energy_measure.config.models import ExperimentConfig
-    from llm_energy_measure.domain import AggregatedResult
     from llm_energy_measure.orchestration.aggregate import AggregateOutcome
+    from llm_energy_measure.orchestration.experiment import ExperimentReport
     from llm_energy_measure.results import FileSystemRepository
 
 
@@ -66,30 +66,18 @@ def run_or_resume(
     results_dir: Path | None,
     config_path: Path | None,
     on_progress: Callable[[str, int, int], None],
-) -> tuple[AggregatedResult | None, str]:
-    """Run a new experiment (in this process, or launched when it has several processes) or
-    resume one; returns the aggregated result, or None with a note when this machine cannot
-    aggregate (a multi-node run whose other ranks' files are elsewhere)."""
-    from llm_energy_measure.orchestration.experiment import (
-        launch_experiment,
-        needs_launch,
-        resume_experiment,
-        run_experiment,
-    )
+) -> ExperimentReport:
+    """Run a new experiment or resume one (see ``orchestration.experiment``)."""
+    from llm_energy_measure.orchestration.experiment import resume_experiment, run_experiment
 
     if resume_id is not None:
         if experiment_id is not None:
             raise ConfigurationError("--resume ID already names the experiment; drop "
                                      "--experiment-id")
-        done = resume_experiment(resume_id, results_dir=results_dir, on_progress=on_progress)
-        return done.aggregated, done.note
+        return resume_experiment(resume_id, results_dir=results_dir, on_progress=on_progress)
     assert config is not None
-    if needs_launch(config):
-        done = launch_experiment(config, experiment_id=experiment_id, results_dir=results_dir,
-                                 config_path=config_path, on_progress=on_progress)
-        return done.aggregated, done.note
     return run_experiment(config, experiment_id=experiment_id, results_dir=results_dir,
-                          config_path=config_path, on_progress=on_progress), ""
+                          config_path=config_path, on_progress=on_progress)
 
 
 def repository(results_dir: Path | None) -> FileSystemRepository:

@@ -288,11 +288,3 @@ def load_model_tokenizer(config: ExperimentConfig) -> LoadedModel:
     return LoadedModel(
         model=model, tokenizer=tokenizer, info=info, device=placement.device, warnings=warnings
     )
-
-
-class HFModelLoader:
-    """ModelLoader for transformers models (Hub, local folders, GGUF, builtin)."""
-
-    def load(self, config: ExperimentConfig) -> LoadedModel:
-        """Load as ``load_model_tokenizer`` does."""
-        return load_model_tokenizer(config)

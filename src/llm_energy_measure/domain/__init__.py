@@ -1,5 +1,6 @@
 """Immutable domain models: metrics, results, model info, environment."""
 
+from llm_energy_measure.domain.engine import EngineInfo
 from llm_energy_measure.domain.environment import EnvironmentInfo, GpuInfo
 from llm_energy_measure.domain.metrics import (
     ComputeMetrics,
@@ -31,6 +32,7 @@ __all__ = [
     "CycleMetrics",
     "DeviceEnergy",
     "EnergyMetrics",
+    "EngineInfo",
     "EnvironmentInfo",
     "FlopsResult",
     "GpuInfo",

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from llm_energy_measure.constants import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from llm_energy_measure.domain.base import FrozenModel
+from llm_energy_measure.domain.engine import EngineInfo
 from llm_energy_measure.domain.environment import EnvironmentInfo
 from llm_energy_measure.domain.metrics import (
     ComputeMetrics,
@@ -46,6 +47,8 @@ class RawProcessResult(FrozenModel):
     config_name: str
     config_hash: str
     effective_config: dict[str, Any]
+    #: Results written before the engine was recorded were all measured by transformers.
+    engine: EngineInfo = EngineInfo()
     model: ModelInfo
     timestamps: Timestamps
     inference: InferenceMetrics
@@ -101,6 +104,7 @@ class AggregatedResult(FrozenModel):
     config_name: str
     config_hash: str
     effective_config: dict[str, Any]
+    engine: EngineInfo = EngineInfo()
     model: ModelInfo
     aggregation: AggregationMetadata
     timestamps: Timestamps

@@ -69,7 +69,7 @@ def aggregate_if_complete(
 ) -> Completion:
     """Aggregate when the completion marker of every rank ``0..num_ranks-1`` is in ``repo``
     (see ``aggregate_and_complete``); otherwise do nothing and name the missing ranks."""
-    missing = tuple(sorted(set(range(num_ranks)) - repo.completed_ranks(experiment_id)))
+    missing = repo.missing_ranks(experiment_id, num_ranks)
     if missing:
         return Completion(None, missing)
     raws = repo.load_all_raw(experiment_id)

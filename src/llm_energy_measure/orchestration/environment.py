@@ -7,8 +7,12 @@ import platform
 import socket
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from llm_energy_measure.domain import EnvironmentInfo
+
+if TYPE_CHECKING:
+    from llm_energy_measure.core.devices import GPUs
 
 
 def _pkg_version(name: str) -> str | None:
@@ -27,8 +31,11 @@ def _total_memory_bytes() -> int | None:
         return None
 
 
-def collect_environment() -> EnvironmentInfo:
+def collect_environment(gpus: GPUs | None = None) -> EnvironmentInfo:
     """Devices, driver, CUDA, library versions, CPU and OS. Never changes any setting.
+
+    ``gpus``: the run's probed GPU collection (not closed here); probed and closed here
+    when None.
 
     Taken before the measurement starts; the orchestrator fills in ``energy_counters`` (the
     hardware counters the energy backend used) at the end.
@@ -50,13 +57,16 @@ def collect_environment() -> EnvironmentInfo:
         torch_threads = torch.get_num_threads()
     except ImportError:  # pragma: no cover
         pass
-    gpus = get_gpus()
+    probed = get_gpus() if gpus is None else None
+    visible = gpus if gpus is not None else probed
+    assert visible is not None
     try:
-        infos = gpu_infos(gpus)
-        driver = driver_version(gpus)
-        cuda_driver = cuda_driver_version(gpus)
+        infos = gpu_infos(visible)
+        driver = driver_version(visible)
+        cuda_driver = cuda_driver_version(visible)
     finally:
-        gpus.close()
+        if probed is not None:
+            probed.close()
     return EnvironmentInfo(
         hostname=socket.gethostname(),
         os=f"{platform.system()} {platform.release()}",

@@ -9,13 +9,15 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from loguru import logger
 
 from llm_energy_measure.config import config_hash
-from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.config.models import EnergyConfig, ExperimentConfig
 from llm_energy_measure.core.types import EnergyReading, InferenceOutput, LoadedModel, Prompt
 from llm_energy_measure.domain import (
+    ComputeMetrics,
     CycleMetrics,
     EnergyMetrics,
     EnvironmentInfo,
@@ -31,23 +33,15 @@ from llm_energy_measure.orchestration.cycles import (
     cycle_metrics,
     peak_memory,
 )
-from llm_energy_measure.orchestration.warmup import (
-    WarmupResult,
-    cleanup_on_exit,
-    release_model,
-    run_warmup,
-)
+from llm_energy_measure.orchestration.warmup import WarmupResult, cleanup_on_exit, run_warmup
 from llm_energy_measure.protocols import (
+    ComputeEstimator,
     EnergyBackend,
     InferenceEngine,
-    MetricsCollector,
-    ModelLoader,
+    MemoryWindow,
     ResultsRepository,
 )
 from llm_energy_measure.security import redact_secrets
-
-PromptSource = Callable[[ExperimentConfig, LoadedModel], tuple[list[Prompt], list[str]]]
-EnergyBuilder = Callable[..., tuple[EnergyMetrics | None, list[MeasurementWarning]]]
 
 
 def _no_barrier(label: str) -> None:
@@ -75,20 +69,59 @@ class ProcessContext:
         return self.local_rank == 0
 
 
+class PromptSource(Protocol):
+    """This process's prompts for ``config`` (tokenized with the loaded tokenizer) and
+    notes for the result (e.g. how many were truncated)."""
+
+    def __call__(
+        self, config: ExperimentConfig, loaded: LoadedModel, /
+    ) -> tuple[list[Prompt], list[str]]: ...
+
+
+class EnergyBackendFactory(Protocol):
+    """The energy backend covering the devices this process's model uses."""
+
+    def __call__(
+        self, config: ExperimentConfig, context: ProcessContext, loaded: LoadedModel, /
+    ) -> EnergyBackend: ...
+
+
+class EnergyBuilder(Protocol):
+    """Energy figures of one window from a backend's reading (``core.energy``)."""
+
+    def __call__(
+        self,
+        reading: EnergyReading,
+        /,
+        *,
+        baseline_power_w: dict[str, float] | None,
+        window_s: float,
+        output_tokens: int,
+        num_requests: int,
+        config: EnergyConfig,
+    ) -> tuple[EnergyMetrics | None, list[MeasurementWarning]]: ...
+
+
+def _nothing_to_close() -> None:
+    """Collaborators that own no resource."""
+
+
 @dataclass
 class Collaborators:
     """Everything the orchestrator calls out to."""
 
-    loader: ModelLoader
     engine: InferenceEngine
-    energy_backend: Callable[[ExperimentConfig, ProcessContext, LoadedModel], EnergyBackend]
-    metrics: MetricsCollector
+    energy_backend: EnergyBackendFactory
+    memory: MemoryWindow
+    compute: ComputeEstimator
     repository: ResultsRepository
     prompts: PromptSource
     energy_builder: EnergyBuilder
     environment: Callable[[], EnvironmentInfo]
     """Called once, after the model is loaded and before the idle baseline: the recorded
     clocks and temperatures are those the measurement started from."""
+    close: Callable[[], None] = _nothing_to_close
+    """Releases what the collaborators share (e.g. the GPU handles); called once at the end."""
 
 
 class _Window:
@@ -105,7 +138,7 @@ class _Window:
 
     def __init__(
         self,
-        metrics: MetricsCollector,
+        metrics: MemoryWindow,
         backend: EnergyBackend,
         barrier: Callable[[str], None] = _no_barrier,
     ) -> None:
@@ -174,9 +207,9 @@ class ExperimentOrchestrator:
             if backend is not None:
                 backend.close()
 
-        with cleanup_on_exit(close_backend, lambda: release_model(loaded)):
+        with cleanup_on_exit(close_backend, lambda: self.c.engine.release(loaded), self.c.close):
             self._report("loading model")
-            loaded = self.c.loader.load(config)
+            loaded = self.c.engine.load(config)
             prompts, prompt_notes = self.c.prompts(config, loaded)
             if not prompts:
                 raise LLMBenchError("this process received no prompts to measure")
@@ -213,7 +246,7 @@ class ExperimentOrchestrator:
             def on_batch(n: int, base: int = done_before) -> None:
                 self._report("measuring", base + n, total)
 
-            window = _Window(self.c.metrics, backend, self.ctx.barrier)
+            window = _Window(self.c.memory, backend, self.ctx.barrier)
             try:
                 output = self.c.engine.run(
                     loaded, prompts, config, cycle=cycle, on_batch_done=on_batch,
@@ -261,10 +294,14 @@ class ExperimentOrchestrator:
             config=config.energy,
         )
         inference = InferenceMetrics.from_requests(combined.requests, combined.compute_time_s)
-        compute = self.c.metrics.compute(loaded, combined)
-        memory = peak_memory(measured.memories).model_copy(
-            update={"model_weights_bytes": loaded.info.weight_bytes}
-        )
+        engine = self.c.engine.info(loaded, config)
+        caps = self.c.engine.capabilities
+        compute = (self.c.compute.compute(loaded, combined) if caps.flops_by_architecture
+                   else ComputeMetrics())
+        memory_update: dict[str, object] = {"model_weights_bytes": loaded.info.weight_bytes}
+        if not caps.torch_memory_peaks:
+            memory_update |= {"gpu_peak_allocated_bytes": None, "gpu_peak_reserved_bytes": None}
+        memory = peak_memory(measured.memories).model_copy(update=memory_update)
         warnings = self._warnings(loaded, combined, reading, energy_warnings, prompt_notes, warm,
                                   measured.cycle_warnings)
         devices = energy.devices if energy is not None else ()
@@ -278,6 +315,7 @@ class ExperimentOrchestrator:
             config_name=config.config_name,
             config_hash=config_hash(config),
             effective_config=redact_secrets(config.model_dump(mode="json")),
+            engine=engine,
             model=loaded.info,
             timestamps=combined.window,
             inference=inference,

@@ -21,15 +21,13 @@ from pathlib import Path
 
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.state.heartbeat import launch_dir
 from llm_energy_measure.storage.atomic import atomic_write_text
-
-CONFIG_FILE_NAME = "config.json"
+from llm_energy_measure.storage.layout import LAUNCH_DIR_SUFFIX, ResultsLayout
 
 
 def resolved_config_path(base_dir: Path, experiment_id: str) -> Path:
     """Where the resolved config of a launched experiment is saved."""
-    return launch_dir(base_dir, experiment_id) / CONFIG_FILE_NAME
+    return ResultsLayout(base_dir).resolved_config(experiment_id)
 
 
 def save_resolved_config(
@@ -41,9 +39,7 @@ def save_resolved_config(
     ``launch.machine_rank``) write ``config.machine<k>.json`` beside it, so that machines
     sharing a results directory do not replace each other's file.
     """
-    path = resolved_config_path(base_dir, experiment_id)
-    if machine_rank:
-        path = path.with_name(f"config.machine{machine_rank}.json")
+    path = ResultsLayout(base_dir).resolved_config(experiment_id, machine_rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, config.model_dump_json(indent=2) + "\n")
     return path
@@ -54,7 +50,7 @@ def load_resolved_config(path: Path) -> ExperimentConfig:
     from llm_energy_measure.config import load_config
 
     if path.suffix == ".json" and path.name.startswith("config") and \
-            path.parent.name.endswith(".launch"):
+            path.parent.name.endswith(LAUNCH_DIR_SUFFIX):
         try:
             return ExperimentConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
@@ -99,8 +95,8 @@ def plan_resume(base_dir: Path, experiment_id: str) -> ResumePlan:
             "`llm-energy-measure results list --all` (or pass the right --results-dir)"
         )
     repo = FileSystemRepository(base_dir)
-    done = sorted(r for r in repo.completed_ranks(exp_id) if r < state.num_processes)
-    missing = tuple(r for r in range(state.num_processes) if r not in done)
+    missing = repo.missing_ranks(exp_id, state.num_processes)
+    done = sorted(set(range(state.num_processes)) - set(missing))
     has_aggregated = repo.has_aggregated(exp_id)
     if state.status == "completed" or (not missing and has_aggregated):
         hint = "" if has_aggregated or missing else (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -80,21 +79,6 @@ def run_warmup(
         result.converged = False
     logger.debug(f"warm-up: {result.runs} run(s), converged={result.converged}")
     return result
-
-
-def release_model(loaded: LoadedModel | None) -> None:
-    """Drop references to the model and free accelerator memory."""
-    if loaded is not None:
-        loaded.model = None
-        loaded.tokenizer = None
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover - torch is a run dependency
-        pass
 
 
 @contextmanager

@@ -10,9 +10,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from llm_energy_measure.constants import STATE_DIR_NAME
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.security import ensure_safe_path, sanitize_experiment_id
 from llm_energy_measure.state.liveness import current_hostname, is_stale
 from llm_energy_measure.state.models import (
     RESUMABLE_STATUSES,
@@ -27,6 +25,7 @@ from llm_energy_measure.state.transitions import (
     set_process_status,
     start_run,
 )
+from llm_energy_measure.storage.layout import ResultsLayout
 
 #: ``update`` callbacks either return the new state or mutate the given copy and return None.
 StateUpdate = Callable[[ExperimentState], "ExperimentState | None"]
@@ -52,8 +51,9 @@ class StateStore:
         clock: Callable[[], datetime] = _utc_now,
         lock_timeout_s: float = 60.0,
     ) -> None:
-        self.base_dir = Path(base_dir)
-        self.state_dir = self.base_dir / STATE_DIR_NAME
+        self.layout = ResultsLayout(base_dir)
+        self.base_dir = self.layout.root
+        self.state_dir = self.layout.state_dir
         self._clock = clock
         self._lock_timeout_s = lock_timeout_s
 
@@ -61,9 +61,7 @@ class StateStore:
 
     def path_for(self, experiment_id: str) -> Path:
         """State file of ``experiment_id`` (validated: ConfigurationError if unsafe)."""
-        path = self.state_dir / f"{sanitize_experiment_id(experiment_id)}.json"
-        ensure_safe_path(self.base_dir, path)
-        return path
+        return self.layout.state_file(experiment_id)
 
     # ------------------------------------------------------------------ core API
 

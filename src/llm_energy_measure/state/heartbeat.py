@@ -10,24 +10,12 @@ waiting at a barrier is waiting for the others, not hung: its heartbeat says so.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llm_energy_measure.constants import STATE_DIR_NAME
-from llm_energy_measure.security import ensure_safe_path, sanitize_experiment_id
 from llm_energy_measure.storage.atomic import atomic_write_text
-
-_HEARTBEAT_FILE = re.compile(r"rank_(\d+)\.heartbeat\.json")
-
-
-def launch_dir(base_dir: Path, experiment_id: str) -> Path:
-    """Folder of the launch files of an experiment (resolved config, heartbeats, launch log)."""
-    base = Path(base_dir)
-    path = base / STATE_DIR_NAME / f"{sanitize_experiment_id(experiment_id)}.launch"
-    ensure_safe_path(base, path)
-    return path
+from llm_energy_measure.storage.layout import HEARTBEAT_FILE_PATTERN, ResultsLayout
 
 
 @dataclass(frozen=True)
@@ -50,22 +38,21 @@ class Heartbeat:
 
 def write_heartbeat(base_dir: Path, experiment_id: str, beat: Heartbeat) -> None:
     """Store ``beat`` as the rank's latest heartbeat (atomically replaced)."""
-    folder = launch_dir(base_dir, experiment_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"rank_{beat.rank}.heartbeat.json"
+    path = ResultsLayout(base_dir).heartbeat_file(experiment_id, beat.rank)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(asdict(beat)), durable=False)
 
 
 def read_heartbeats(base_dir: Path, experiment_id: str) -> dict[int, Heartbeat]:
     """Latest heartbeat of every rank that wrote one; unreadable files are skipped."""
-    folder = launch_dir(base_dir, experiment_id)
+    folder = ResultsLayout(base_dir).launch_dir(experiment_id)
     beats: dict[int, Heartbeat] = {}
     try:
         paths = list(folder.iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return beats
     for path in paths:
-        if not _HEARTBEAT_FILE.fullmatch(path.name):
+        if not HEARTBEAT_FILE_PATTERN.fullmatch(path.name):
             continue
         try:
             beat = Heartbeat(**json.loads(path.read_text(encoding="utf-8")))
@@ -77,9 +64,11 @@ def read_heartbeats(base_dir: Path, experiment_id: str) -> dict[int, Heartbeat]:
 
 def clear_heartbeats(base_dir: Path, experiment_id: str) -> None:
     """Remove the heartbeats of an earlier launch (before a resume)."""
-    folder = launch_dir(base_dir, experiment_id)
-    for path in folder.glob("rank_*.heartbeat.json"):
-        path.unlink(missing_ok=True)
+    folder = ResultsLayout(base_dir).launch_dir(experiment_id)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if HEARTBEAT_FILE_PATTERN.fullmatch(path.name):
+                path.unlink(missing_ok=True)
 
 
 def heartbeat_age_s(beat: Heartbeat, now_s: float | None = None) -> float:

@@ -23,13 +23,10 @@ from pydantic import ValidationError
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.config.study import StudyConfig
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.security import ensure_safe_path, sanitize_experiment_id
 from llm_energy_measure.state.storage import state_lock
 from llm_energy_measure.state.study_models import STUDY_SCHEMA_VERSION, StudyManifest
 from llm_energy_measure.storage.atomic import atomic_write_text
-
-STUDIES_DIR_NAME = "studies"
-MANIFEST_NAME = "manifest.json"
+from llm_energy_measure.storage.layout import STUDY_MANIFEST_NAME, ResultsLayout
 
 #: ``update`` callbacks mutate the given copy (and return None) or return a new manifest.
 ManifestUpdate = Callable[[StudyManifest], "StudyManifest | None"]
@@ -39,29 +36,28 @@ class StudyStore:
     """Studies under ``results_dir/studies``. Reads need no lock; every write takes it."""
 
     def __init__(self, results_dir: Path | str, *, lock_timeout_s: float = 60.0) -> None:
-        self.results_dir = Path(results_dir)
-        self.studies_dir = self.results_dir / STUDIES_DIR_NAME
+        self.layout = ResultsLayout(results_dir)
+        self.results_dir = self.layout.root
+        self.studies_dir = self.layout.studies_dir
         self._lock_timeout_s = lock_timeout_s
 
     # ------------------------------------------------------------------ paths
 
     def study_dir(self, study_id: str) -> Path:
         """Folder of one study (the id is validated like an experiment id)."""
-        path = self.studies_dir / sanitize_experiment_id(study_id)
-        ensure_safe_path(self.results_dir, path)
-        return path
+        return self.layout.study_dir(study_id)
 
     def manifest_path(self, study_id: str) -> Path:
-        return self.study_dir(study_id) / MANIFEST_NAME
+        return self.layout.study_manifest(study_id)
 
     def point_config_path(self, study_id: str, point_id: str) -> Path:
-        return self.study_dir(study_id) / "configs" / f"{sanitize_experiment_id(point_id)}.json"
+        return self.layout.study_point_config(study_id, point_id)
 
     def run_log_path(self, study_id: str, experiment_id: str) -> Path:
-        return self.study_dir(study_id) / "logs" / f"{sanitize_experiment_id(experiment_id)}.log"
+        return self.layout.study_run_log(study_id, experiment_id)
 
     def submitit_dir(self, study_id: str) -> Path:
-        return self.study_dir(study_id) / "submitit"
+        return self.layout.study_submitit_dir(study_id)
 
     # ------------------------------------------------------------------ manifest
 
@@ -125,7 +121,7 @@ class StudyStore:
         if not self.studies_dir.is_dir():
             return found
         for folder in sorted(self.studies_dir.iterdir()):
-            if not (folder / MANIFEST_NAME).is_file():
+            if not (folder / STUDY_MANIFEST_NAME).is_file():
                 continue
             try:
                 found.append(self.load(folder.name))

@@ -77,6 +77,10 @@ def fail(state: ExperimentState, cause: BaseException | str) -> None:
 
 
 def interrupt(state: ExperimentState) -> None:
-    """Status interrupted; an already completed experiment stays completed."""
+    """Status interrupted; an already completed experiment stays completed. Ranks that were
+    running go back to pending: their attempt stopped, a resume runs them again."""
     if state.status != "completed":
         state.status = "interrupted"
+        for process in state.processes.values():
+            if process.status == "running":
+                process.status, process.error, process.finished_at = "pending", None, None

@@ -1,13 +1,7 @@
 """The results store on a file system.
 
-Layout under ``base_dir``::
-
-    raw/<experiment_id>/process_<rank>.json     one per process, written atomically
-    raw/<experiment_id>/.completed_<rank>       completion marker, written after the json
-    aggregated/<experiment_id>.json             the combined result
-    .summary_index.json, .summary_journal.jsonl cache for `results list` (see summaries.py)
-
-Every experiment id passes ``security.sanitize_experiment_id`` and every path is checked with
+Paths come from ``storage.layout.ResultsLayout`` (raw, aggregated, summary cache). Every
+experiment id passes ``security.sanitize_experiment_id`` and every path is checked with
 ``security.is_safe_path`` (symlinks resolved), so nothing is read or written outside
 ``base_dir``. Writes go to a temporary file in the same folder, are fsynced and renamed into
 place: a crash leaves the old file or the new one, never half of one.
@@ -18,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -26,16 +19,16 @@ from pathlib import Path
 from loguru import logger
 from pydantic import ValidationError
 
-from llm_energy_measure.constants import (
-    AGGREGATED_DIR_NAME,
-    COMPLETION_MARKER_PREFIX,
-    RAW_DIR_NAME,
-    SUPPORTED_SCHEMA_VERSIONS,
-)
+from llm_energy_measure.constants import SUPPORTED_SCHEMA_VERSIONS
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
 from llm_energy_measure.security import ensure_safe_path, is_safe_path, sanitize_experiment_id
 from llm_energy_measure.storage.atomic import TEMP_SUFFIX, atomic_write_text
+from llm_energy_measure.storage.layout import (
+    MARKER_FILE_PATTERN,
+    RAW_FILE_PATTERN,
+    ResultsLayout,
+)
 from llm_energy_measure.storage.summaries import (
     ExperimentSummary,
     Signature,
@@ -46,8 +39,6 @@ from llm_energy_measure.storage.summaries import (
     summarize_raw,
 )
 
-_RAW_FILE = re.compile(r"process_(\d+)\.json")
-_MARKER_FILE = re.compile(re.escape(COMPLETION_MARKER_PREFIX) + r"(\d+)")
 _SUPPORTED = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
 
 
@@ -112,12 +103,14 @@ class FileSystemRepository:
     ``durable=False`` skips fsync (for benchmarks and throw-away stores only).
     """
 
-    def __init__(self, base_dir: Path | str, *, durable: bool = True) -> None:
-        self.base_dir = Path(base_dir)
-        self.raw_dir = self.base_dir / RAW_DIR_NAME
-        self.aggregated_dir = self.base_dir / AGGREGATED_DIR_NAME
+    def __init__(self, base_dir: Path | str | ResultsLayout, *, durable: bool = True) -> None:
+        self.layout = base_dir if isinstance(base_dir, ResultsLayout) else \
+            ResultsLayout(base_dir)
+        self.base_dir = self.layout.root
+        self.raw_dir = self.layout.raw_dir
+        self.aggregated_dir = self.layout.aggregated_dir
         self._durable = durable
-        self._cache = SummaryCache(self.base_dir)
+        self._cache = SummaryCache(self.layout.summary_index, self.layout.summary_journal)
 
     # --- paths ----------------------------------------------------------------------------
 
@@ -126,16 +119,16 @@ class FileSystemRepository:
         return path
 
     def _raw_experiment_dir(self, experiment_id: str) -> Path:
-        return self._safe(self.raw_dir / sanitize_experiment_id(experiment_id))
+        return self.layout.raw_experiment_dir(experiment_id)
 
     def _aggregated_path(self, experiment_id: str) -> Path:
-        return self._safe(self.aggregated_dir / f"{sanitize_experiment_id(experiment_id)}.json")
+        return self.layout.aggregated_file(experiment_id)
 
     def raw_path(self, experiment_id: str, process_index: int) -> Path:
         """Where the raw result of ``process_index`` is stored."""
         if process_index < 0:
             raise ConfigurationError(f"process index must be >= 0, got {process_index}")
-        return self._safe(self._raw_experiment_dir(experiment_id) / f"process_{process_index}.json")
+        return self.layout.raw_file(experiment_id, process_index)
 
     def aggregated_path(self, experiment_id: str) -> Path:
         """Where the aggregated result of ``experiment_id`` is stored."""
@@ -152,7 +145,7 @@ class FileSystemRepository:
         path = self.raw_path(result.experiment_id, result.process_index)
         self._make_dir(path.parent)
         atomic_write_text(path, result.model_dump_json(indent=2), durable=self._durable)
-        marker = self._safe(path.parent / f"{COMPLETION_MARKER_PREFIX}{result.process_index}")
+        marker = self.layout.completion_marker(result.experiment_id, result.process_index)
         atomic_write_text(
             marker,
             json.dumps({"file": path.name, "completed_at": time.time()}),
@@ -192,7 +185,7 @@ class FileSystemRepository:
             return []
         found = []
         for entry in entries:
-            match = _RAW_FILE.fullmatch(entry.name)
+            match = RAW_FILE_PATTERN.fullmatch(entry.name)
             if match:
                 found.append((int(match.group(1)), Path(entry.path), entry.is_symlink()))
         return sorted(found)
@@ -231,10 +224,14 @@ class FileSystemRepository:
             return set()
         ranks = set()
         for name in names:
-            match = _MARKER_FILE.fullmatch(name)
+            match = MARKER_FILE_PATTERN.fullmatch(name)
             if match:
                 ranks.add(int(match.group(1)))
         return ranks
+
+    def missing_ranks(self, experiment_id: str, num_ranks: int) -> tuple[int, ...]:
+        """Ranks ``0..num_ranks-1`` without a completion marker, in order."""
+        return tuple(sorted(set(range(num_ranks)) - self.completed_ranks(experiment_id)))
 
     def has_raw(self, experiment_id: str) -> bool:
         """True when at least one process result file exists."""

@@ -26,8 +26,6 @@ from typing import Any
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
 from llm_energy_measure.storage.atomic import atomic_write_text
 
-INDEX_FILE_NAME = ".summary_index.json"
-JOURNAL_FILE_NAME = ".summary_journal.jsonl"
 #: Version of the index layout; an index of another version is rebuilt.
 INDEX_FORMAT = 1
 
@@ -138,9 +136,9 @@ def file_signature(stat: os.stat_result) -> Signature:
 class SummaryCache:
     """The index + journal pair of one results folder (see the module docstring)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.index_path = directory / INDEX_FILE_NAME
-        self.journal_path = directory / JOURNAL_FILE_NAME
+    def __init__(self, index_path: Path, journal_path: Path) -> None:
+        self.index_path = index_path
+        self.journal_path = journal_path
 
     def load(self) -> tuple[dict[str, tuple[Signature, ExperimentSummary]], bool]:
         """(entries, journal_had_lines): the index with the journal applied in order."""

@@ -60,6 +60,7 @@ def create_energy_backend(
     estimator: EstimatorFactory | None = None,
     own_pids: Iterable[int] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    close_with: Callable[[], None] | None = None,
 ) -> EnergyBackend:
     """The backend for ``config.backend``, measuring what this process should measure.
 
@@ -74,12 +75,19 @@ def create_energy_backend(
     backend's package is not installed, ConfigurationError for an unknown country/region.
     """
     kind = config.backend
+    on_close: list[Callable[[], None]] = [close_with] if close_with is not None else []
     if kind == "null":
+        for callback in on_close:
+            callback()
         return NullBackend()
-    if kind == "codecarbon" and estimator is None and not codecarbon_available():
-        raise MissingExtraError("codecarbon", "codecarbon", "The codecarbon energy backend")
-    intensity, source, notes = resolve_carbon_intensity(config)
-    on_close: list[Callable[[], None]] = []
+    try:
+        if kind == "codecarbon" and estimator is None and not codecarbon_available():
+            raise MissingExtraError("codecarbon", "codecarbon", "The codecarbon energy backend")
+        intensity, source, notes = resolve_carbon_intensity(config)
+    except BaseException:
+        for callback in on_close:
+            callback()
+        raise
     if gpus is None and kind != "rapl":
         probed = get_gpus()
         on_close.append(probed.close)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from llm_energy_measure.core.engines.base import InferenceEngine
 from llm_energy_measure.core.generation import eos_token_ids, generation_kwargs, new_token_limits
 from llm_energy_measure.core.timing import (
     arrival_times,
@@ -272,8 +273,16 @@ def _measure_rows(
     return rows
 
 
-class TransformersEngine:
-    """InferenceEngine on transformers ``generate`` (see ``run_inference``)."""
+class TransformersEngine(InferenceEngine):
+    """transformers ``generate`` in static batches (see ``run_inference``)."""
+
+    name = "transformers"
+
+    def load(self, config: ExperimentConfig) -> LoadedModel:
+        """Hub id, local folder, GGUF file (dequantized) or builtin model; see model_loader."""
+        from llm_energy_measure.core.model_loader import load_model_tokenizer
+
+        return load_model_tokenizer(config)
 
     def run(
         self,
@@ -291,3 +300,18 @@ class TransformersEngine:
             loaded, prompts, config, cycle=cycle, on_batch_done=on_batch_done,
             on_window_open=on_window_open, on_window_close=on_window_close,
         )
+
+    def version(self) -> str | None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("transformers")
+        except PackageNotFoundError:  # pragma: no cover - a run dependency
+            return None
+
+    def batching(self, config: ExperimentConfig) -> str:
+        b = config.batching
+        if b.strategy == "token_budget":
+            return (f"static batches (token_budget: at most {b.max_tokens_per_batch} padded "
+                    f"input tokens, at most {b.batch_size} prompts)")
+        return f"static batches ({b.strategy}, batch_size {b.batch_size})"

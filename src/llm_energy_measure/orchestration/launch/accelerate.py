@@ -34,8 +34,10 @@ from pathlib import Path
 from loguru import logger
 
 from llm_energy_measure.config.models import LaunchConfig
-from llm_energy_measure.state import ExperimentState, StateStore, pid_is_alive
+from llm_energy_measure.orchestration.launch.base import LaunchOutcome, ProgressCallback, RankJob
+from llm_energy_measure.state import ExperimentState, pid_is_alive
 from llm_energy_measure.state.heartbeat import Heartbeat, heartbeat_age_s, read_heartbeats
+from llm_energy_measure.storage.workspace import Workspace
 
 LAUNCHER_MODULE = "llm_energy_measure.orchestration.launch.rank"
 #: Seconds a rank may take from launch to its first heartbeat, on top of process_timeout_s
@@ -128,19 +130,6 @@ def build_env(spec: LaunchSpec, base: Mapping[str, str] | None = None) -> dict[s
     env.setdefault(THREADS_ENV, threads)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-
-@dataclass
-class LaunchOutcome:
-    """How a launch ended. ``status``: completed, failed or interrupted. ``failed_rank`` is
-    None when no rank failed (e.g. every rank finished but the aggregation failed)."""
-
-    status: str
-    returncode: int | None
-    cause: str | None = None
-    failed_rank: int | None = None
-    duration_s: float = 0.0
-    log_file: Path | None = None
 
 
 _ROOT_CAUSE = re.compile(
@@ -246,21 +235,21 @@ class Supervisor:
         on_progress: Callable[[str, int, int], None] | None = None,
         env: Mapping[str, str] | None = None,
         python: str = sys.executable,
+        workspace: Workspace | None = None,
     ) -> None:
         self.spec = spec
+        self.workspace = workspace or Workspace(spec.results_dir)
         self.poll_interval_s = poll_interval_s
         self.grace_s = grace_s
         self.on_progress = on_progress
         self.env = build_env(spec, env)
         self.python = python
-        self.states = StateStore(spec.results_dir)
+        self.states = self.workspace.states
         self.hostname = socket.gethostname()
 
     @property
     def log_file(self) -> Path:
-        from llm_energy_measure.state.heartbeat import launch_dir
-
-        return launch_dir(self.spec.results_dir, self.spec.experiment_id) / "launch.log"
+        return self.workspace.layout.launch_log(self.spec.experiment_id)
 
     def run(self) -> LaunchOutcome:
         """Launch, watch and, on a failure, hang or Ctrl+C, stop every rank."""
@@ -326,10 +315,7 @@ class Supervisor:
 
     def _finished_ranks(self) -> set[int]:
         """Local ranks whose completion marker exists (their raw result is complete)."""
-        from llm_energy_measure.results import FileSystemRepository
-
-        done = FileSystemRepository(self.spec.results_dir).completed_ranks(
-            self.spec.experiment_id)
+        done = self.workspace.repository.completed_ranks(self.spec.experiment_id)
         return done & set(self.spec.local_ranks())
 
     def _ended(self, code: int) -> LaunchOutcome:
@@ -413,3 +399,36 @@ class Supervisor:
     def _record_interrupted(self) -> None:
         self._reset_unfinished(keep_failed=None)
         self.states.mark_interrupted(self.spec.experiment_id)
+
+
+class AccelerateLauncher:
+    """Runs a job's local ranks under ``accelerate launch`` (see ``Supervisor``)."""
+
+    def __init__(
+        self,
+        *,
+        poll_interval_s: float = 0.2,
+        grace_s: float = 10.0,
+        env: Mapping[str, str] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.poll_interval_s = poll_interval_s
+        self.grace_s = grace_s
+        self.env = env
+        self.python = python
+
+    def launch(self, job: RankJob, on_progress: ProgressCallback | None = None) -> LaunchOutcome:
+        ranks = job.local_ranks()
+        spec = LaunchSpec(
+            config_file=job.config_file, experiment_id=job.experiment_id,
+            results_dir=job.workspace.root, launch=job.config.launch,
+            local_processes=len(ranks), ranks=job.ranks, num_ranks=job.num_ranks,
+        )
+        supervisor = Supervisor(
+            spec, poll_interval_s=self.poll_interval_s, grace_s=self.grace_s,
+            on_progress=on_progress, env=self.env, python=self.python,
+            workspace=job.workspace,
+        )
+        logger.info(f"experiment {job.experiment_id}: launching {len(ranks)} process(es) on "
+                    f"this machine; ranks' output in {supervisor.log_file}")
+        return supervisor.run()

@@ -34,7 +34,12 @@ from types import FrameType
 from loguru import logger
 
 from llm_energy_measure.config.models import ExperimentConfig
-from llm_energy_measure.exceptions import ConfigurationError, DistributedError, LLMBenchError
+from llm_energy_measure.exceptions import (
+    ConfigurationError,
+    DistributedError,
+    LLMBenchError,
+    describe_failure,
+)
 from llm_energy_measure.orchestration.launch.distributed import (
     ControlGroup,
     DistributedInfo,
@@ -119,20 +124,6 @@ def prepare_builtin_model(config: ExperimentConfig) -> None:
         ensure_builtin_model(config.model.name.strip())
 
 
-def describe_failure(exc: BaseException) -> str:
-    """The cause stored in the state: out-of-memory errors say so first."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(chain) < 10:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    if any(isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
-           or "out of memory" in str(e).lower() for e in chain):
-        return f"out of memory: {type(exc).__name__}: {text}"
-    return f"{type(exc).__name__}: {text}"
-
-
 def _raise_on_term(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(EXIT_STOPPED)
 
@@ -144,14 +135,15 @@ class _Rank:
         self, group: ControlGroup, plan: RankPlan, base: Path, experiment_id: str,
         fault: Fault | None,
     ) -> None:
-        from llm_energy_measure.state import StateStore
+        from llm_energy_measure.storage.workspace import Workspace
 
         self.group = group
         self.plan = plan
         self.base = base
+        self.workspace = Workspace(base)
         self.exp_id = experiment_id
         self.fault = fault
-        self.states = StateStore(base)
+        self.states = self.workspace.states
         self.hostname = socket.gethostname()
 
     def beat(
@@ -178,24 +170,18 @@ class _Rank:
         self.checkpoint(label)
 
     def run(self, config: ExperimentConfig) -> int:
-        from llm_energy_measure.orchestration.experiment import default_collaborators
-        from llm_energy_measure.orchestration.orchestrator import (
-            ExperimentOrchestrator,
-            ProcessContext,
-        )
+        from llm_energy_measure.orchestration.launch.worker import run_rank
+        from llm_energy_measure.orchestration.orchestrator import ProcessContext
 
         info = self.group.info
         ctx = ProcessContext(
             process_index=self.plan.rank, num_processes=self.plan.num_processes,
             local_rank=info.local_rank, hostname=self.hostname, barrier=self.barrier,
         )
-        self.states.mark_process(self.exp_id, self.plan.rank, "running")
         self.beat("starting")
         try:
             self.checkpoint("start")
-            ExperimentOrchestrator(
-                default_collaborators(self.base, ctx), ctx, on_progress=self.beat
-            ).run(config, self.exp_id)
+            run_rank(config, self.exp_id, self.workspace, ctx, on_progress=self.beat)
         except (KeyboardInterrupt, SystemExit):
             logger.warning(f"rank {self.plan.rank}: stopped")
             self.beat("stopped by a signal", stopped=True)
@@ -207,12 +193,11 @@ class _Rank:
             self.beat(f"stopped: {exc}", stopped=True)
             return 1
         except BaseException as exc:
+            # run_rank recorded the failure in the state.
             cause = describe_failure(exc)
             logger.error(f"rank {self.plan.rank} failed: {cause}")
-            self.states.mark_process(self.exp_id, self.plan.rank, "failed", error=cause)
             self.beat(f"failed: {cause}")
             return 1
-        self.states.mark_process(self.exp_id, self.plan.rank, "completed")
         self.beat("completed")
         self.group.barrier("finished")
         if info.is_main:
@@ -231,10 +216,9 @@ class _Rank:
         """Aggregate when every rank's marker is here (not on machines that see only their
         own ranks' files: then `llm-energy-measure aggregate` runs after collecting them)."""
         from llm_energy_measure.orchestration.aggregate import aggregate_if_complete
-        from llm_energy_measure.results import FileSystemRepository
 
         done = aggregate_if_complete(
-            FileSystemRepository(self.base), self.states, self.exp_id, self.plan.num_processes
+            self.workspace.repository, self.states, self.exp_id, self.plan.num_processes
         )
         if done.aggregated is None:
             logger.info(
@@ -255,23 +239,20 @@ def agree_on_experiment_id(
     Rank 0 creates the state (and saves the resolved config) when it does not exist yet, so
     a directly launched experiment can be resumed like one started by ``run``.
     """
-    from llm_energy_measure.config import config_hash
-    from llm_energy_measure.orchestration.resume import save_resolved_config
-    from llm_energy_measure.security import make_experiment_id, sanitize_experiment_id
-    from llm_energy_measure.state import StateStore
+    from llm_energy_measure.orchestration.experiment import start_experiment
+    from llm_energy_measure.security import sanitize_experiment_id
+    from llm_energy_measure.storage.workspace import Workspace
 
     message: tuple[str, str]
     if group.info.is_main:
         try:
-            exp_id = sanitize_experiment_id(given or make_experiment_id(config.config_name))
-            states = StateStore(base)
-            if states.load(exp_id) is None:
-                states.create(
-                    exp_id, config_name=config.config_name, config_hash=config_hash(config),
-                    num_processes=num_processes, config_path=str(config_path),
+            workspace = Workspace(base)
+            exp_id = sanitize_experiment_id(given) if given else None
+            if exp_id is None or workspace.states.load(exp_id) is None:
+                exp_id, _ = start_experiment(
+                    workspace, config, experiment_id=exp_id, num_ranks=num_processes,
+                    config_path=config_path,
                 )
-                save_resolved_config(base, exp_id, config)
-                states.mark_running(exp_id)
             message = ("ok", exp_id)
         except LLMBenchError as exc:
             message = ("error", str(exc))

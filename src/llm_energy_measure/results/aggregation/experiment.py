@@ -123,6 +123,7 @@ def aggregate_results(
         config_name=first.config_name,
         config_hash=first.config_hash,
         effective_config=first.effective_config,
+        engine=first.engine,
         model=first.model,
         aggregation=metadata,
         timestamps=Timestamps(start=start, end=end, duration_s=window_s),
