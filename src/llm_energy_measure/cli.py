@@ -47,7 +47,8 @@ def _fail(exc: BaseException) -> typer.Exit:
     from llm_energy_measure.exceptions import exit_code_for
 
     if isinstance(exc, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
+        signame = str(exc) if str(exc).startswith("SIG") else ""
+        typer.echo(f"interrupted{f' ({signame})' if signame else ''}", err=True)
     else:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"error: {message}", err=True)
@@ -385,7 +386,10 @@ def study_export(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM stops a run as Ctrl+C does (see interrupts)."""
+    from llm_energy_measure.interrupts import install_stop_handlers
+
+    install_stop_handlers()
     app()
 
 

@@ -67,9 +67,11 @@ EXIT_INTERRUPTED = 130
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """Exit code for an exception escaping a CLI command."""
+    """Exit code for an exception escaping a CLI command: 128 + the signal for a stop by
+    signal (130 for Ctrl+C / SIGINT, 143 for SIGTERM)."""
     if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
+        code = getattr(exc, "exit_code", EXIT_INTERRUPTED)
+        return code if isinstance(code, int) else EXIT_INTERRUPTED
     if isinstance(exc, LLMBenchError):
         return exc.exit_code
     return EXIT_RUNTIME

@@ -17,8 +17,11 @@ from loguru import logger
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import AggregationError, ConfigurationError, DistributedError
+from llm_energy_measure.interrupts import raise_if_stopped
 from llm_energy_measure.orchestration.launch.base import Launcher, LaunchOutcome, RankJob
 from llm_energy_measure.orchestration.orchestrator import Collaborators
+from llm_energy_measure.orchestration.resume import ResumePlan
+from llm_energy_measure.state.lease import ExperimentLease
 from llm_energy_measure.storage.workspace import Workspace
 
 Progress = Callable[[str, int, int], None]
@@ -140,8 +143,9 @@ def run_experiment(
         config_path=config_path, joinable=config.launch.num_machines > 1,
     )
     job = RankJob(config, exp_id, workspace, config_file, world)
-    return _launch_and_collect(job, launcher or choose_launcher(config, collaborators),
-                               on_progress)
+    with ExperimentLease(workspace.root, exp_id):
+        return _launch_and_collect(job, launcher or choose_launcher(config, collaborators),
+                                   on_progress)
 
 
 def resume_experiment(
@@ -159,11 +163,23 @@ def resume_experiment(
     unknown or the experiment already completed.
     """
     from llm_energy_measure.constants import resolve_results_dir
-    from llm_energy_measure.orchestration.resume import plan_resume, resolved_config_path
-    from llm_energy_measure.state.heartbeat import clear_heartbeats
+    from llm_energy_measure.orchestration.resume import plan_resume
 
     workspace = Workspace(resolve_results_dir(results_dir).absolute())
     plan = plan_resume(workspace.root, experiment_id)
+    with ExperimentLease(workspace.root, plan.experiment_id):
+        # Planned again under the lease: what another process did meanwhile counts.
+        return _resume(workspace, plan_resume(workspace.root, experiment_id), on_progress,
+                       launcher)
+
+
+def _resume(
+    workspace: Workspace, plan: ResumePlan, on_progress: Progress | None,
+    launcher: Launcher | None,
+) -> ExperimentReport:
+    from llm_energy_measure.orchestration.resume import resolved_config_path
+    from llm_energy_measure.state.heartbeat import clear_heartbeats
+
     states = workspace.states
     for rank in plan.completed_ranks:
         states.mark_process(plan.experiment_id, rank, "completed")
@@ -201,7 +217,11 @@ def _launch_and_collect(
         if launcher is not None:
             outcome = launcher.launch(job, on_progress)
             _raise_for_failure(job, outcome)
+        raise_if_stopped()
         return _collect(job)
+    except KeyboardInterrupt:
+        job.workspace.states.mark_interrupted(job.experiment_id)
+        raise
     finally:
         remove_log_sink(sink)
 

@@ -27,6 +27,7 @@ from llm_energy_measure.domain import (
     RawProcessResult,
 )
 from llm_energy_measure.exceptions import LLMBenchError
+from llm_energy_measure.interrupts import raise_if_stopped
 from llm_energy_measure.orchestration.cycles import (
     combine_outputs,
     combine_readings,
@@ -256,6 +257,7 @@ class ExperimentOrchestrator:
                 window.close(synchronized=False)  # the others are not waiting for a failure
                 raise
             window.close()  # no-op when the engine closed it
+            raise_if_stopped()
             reading, memory = window.result()
             measured.memories.append(memory)
             energy, cycle_warnings = self.c.energy_builder(
@@ -331,6 +333,7 @@ class ExperimentOrchestrator:
             environment=environment.model_copy(update={"energy_counters": counters}),
             warnings=tuple(warnings),
         )
+        raise_if_stopped()  # a stop swallowed during the last stage is not ignored
         self.c.repository.save_raw(raw)
         logger.info(
             f"process {self.ctx.process_index}: {inference.output_tokens} output tokens in "

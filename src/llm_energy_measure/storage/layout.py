@@ -7,7 +7,7 @@
     aggregated/<experiment_id>.json              the combined result
     .summary_index.json, .summary_journal.jsonl  cache for `results list` (storage.summaries)
     state/<experiment_id>.json (+ .lock)         experiment state, for resume
-    state/<experiment_id>.lease                  held while a process measures the experiment
+    state/<experiment_id>.lease (+ .lease.info)  held while a process measures the experiment
     state/<experiment_id>.launch/                resolved config, heartbeats, launch log
     logs/<experiment_id>.log                     the experiment's log
     studies/<study_id>/                          manifest.json, configs/, logs/, submitit/
@@ -77,6 +77,10 @@ class ResultsLayout:
 
     def lease_file(self, experiment_id: str) -> Path:
         return self._safe(self.state_dir / f"{self._id(experiment_id)}.lease")
+
+    def lease_holder_file(self, experiment_id: str) -> Path:
+        """Who holds the lease (pid, host, since): read to name it in a refusal."""
+        return self._safe(self.state_dir / f"{self._id(experiment_id)}.lease.info")
 
     def launch_dir(self, experiment_id: str) -> Path:
         """Launch files of an experiment: resolved config, heartbeats, launch log."""

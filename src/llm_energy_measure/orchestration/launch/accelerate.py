@@ -107,6 +107,8 @@ def build_command(spec: LaunchSpec, python: str = sys.executable) -> list[str]:
         "--config", str(spec.config_file),
         "--experiment-id", spec.experiment_id,
         "--results-dir", str(spec.results_dir),
+        # Ranks stop by themselves when this process is gone (killed, even by SIGKILL).
+        "--supervisor-pid", str(os.getpid()),
     ]
     if spec.ranks is not None:
         cmd += ["--ranks", ",".join(map(str, spec.ranks)),

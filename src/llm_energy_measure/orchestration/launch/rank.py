@@ -22,11 +22,14 @@ measure the shard of rank ``ranks[i]`` out of 4.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -70,7 +73,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated ranks to run (resume); one per launched process")
     parser.add_argument("--num-processes", default=None, type=int,
                         help="ranks of the whole experiment (with --ranks)")
+    parser.add_argument("--supervisor-pid", default=None, type=int,
+                        help="stop when this process (the `run` that launched us) is gone")
     return parser.parse_args(argv)
+
+
+#: How often a rank checks that its supervisor is alive (s): it stops at most this long
+#: after the supervisor died (plus the time to record it).
+SUPERVISOR_CHECK_INTERVAL_S = 1.0
+
+
+def watch_supervisor(
+    supervisor_pid: int, on_gone: Callable[[], None],
+    interval_s: float = SUPERVISOR_CHECK_INTERVAL_S,
+) -> threading.Thread:
+    """Call ``on_gone`` (which must end the process) once ``supervisor_pid`` has died."""
+    from llm_energy_measure.state.liveness import pid_is_alive
+
+    def watch() -> None:
+        while pid_is_alive(supervisor_pid):
+            time.sleep(interval_s)
+        on_gone()
+
+    thread = threading.Thread(target=watch, name="supervisor-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop_orphaned_rank(base: Path, experiment_id: str | None, rank: int) -> None:
+    """The supervisor died: record the experiment interrupted and leave at once (the
+    measurement is void; nothing is left running)."""
+    with contextlib.suppress(Exception):
+        logger.error(f"rank {rank}: the `run` process that launched this rank is gone; "
+                     "stopping")
+        if experiment_id is not None:
+            from llm_energy_measure.state import StateStore
+
+            StateStore(base).mark_interrupted(experiment_id)
+    os._exit(EXIT_STOPPED)
 
 
 @dataclass(frozen=True)
@@ -279,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_resolved_config(args.config)
         base = effective_results_dir(config, args.results_dir).absolute()
         fault = fault_from_env()
+        if args.supervisor_pid is not None:
+            watch_supervisor(args.supervisor_pid, lambda: _stop_orphaned_rank(
+                base, args.experiment_id, plan.rank))
         threads = configure_threads(info)
         prepare_builtin_model(config)
         logger.debug(f"rank {plan.rank}/{plan.num_processes}: {threads} torch thread(s)")
