@@ -16,12 +16,8 @@ from tests.factories import make_device, make_raw, make_request
 
 from llm_energy_measure.domain import UtilisationSample
 from llm_energy_measure.results import FileSystemRepository, aggregate_results
-from llm_energy_measure.results.report.page import (
-    StudyReportData,
-    load_study_report_data,
-    render_study_report,
-    write_study_report,
-)
+from llm_energy_measure.results.report.data import StudyReportData, load_study_report_data
+from llm_energy_measure.results.report.page import render_study_report, write_study_report
 from llm_energy_measure.state.study_models import StudyManifest, StudyPoint, StudyRun
 
 BATCHES = (1, 2, 4, 8)
