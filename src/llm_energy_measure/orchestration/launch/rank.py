@@ -34,7 +34,12 @@ from types import FrameType
 from loguru import logger
 
 from llm_energy_measure.config.models import ExperimentConfig
-from llm_energy_measure.exceptions import ConfigurationError, DistributedError, LLMBenchError
+from llm_energy_measure.exceptions import (
+    ConfigurationError,
+    DistributedError,
+    LLMBenchError,
+    describe_failure,
+)
 from llm_energy_measure.orchestration.launch.distributed import (
     ControlGroup,
     DistributedInfo,
@@ -117,20 +122,6 @@ def prepare_builtin_model(config: ExperimentConfig) -> None:
         from llm_energy_measure.core.builtin_model import ensure_builtin_model
 
         ensure_builtin_model(config.model.name.strip())
-
-
-def describe_failure(exc: BaseException) -> str:
-    """The cause stored in the state: out-of-memory errors say so first."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(chain) < 10:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    if any(isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
-           or "out of memory" in str(e).lower() for e in chain):
-        return f"out of memory: {type(exc).__name__}: {text}"
-    return f"{type(exc).__name__}: {text}"
 
 
 def _raise_on_term(signum: int, frame: FrameType | None) -> None:
