@@ -19,7 +19,6 @@ experiment interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -34,6 +33,7 @@ from pathlib import Path
 from loguru import logger
 
 from llm_energy_measure.config.models import LaunchConfig
+from llm_energy_measure.processes import stop_process_group
 from llm_energy_measure.state import ExperimentState, StateStore, pid_is_alive
 from llm_energy_measure.state.heartbeat import Heartbeat, heartbeat_age_s, read_heartbeats
 
@@ -162,30 +162,6 @@ def root_cause_from_log(text: str) -> tuple[int, str] | None:
             sig = sig or f"signal {-code}"
         return rank, f"killed by {sig}"
     return rank, f"exited with status {code}"
-
-
-def stop_process_tree(pid: int, extra_pids: Sequence[int] = (), grace_s: float = 10.0) -> None:
-    """SIGTERM ``pid``, its descendants and ``extra_pids``; SIGKILL what is left after
-    ``grace_s`` seconds. Returns when all are gone (or after the SIGKILL)."""
-    import psutil
-
-    procs: dict[int, psutil.Process] = {}
-    for candidate in (pid, *extra_pids):
-        try:
-            proc = psutil.Process(candidate)
-            procs[candidate] = proc
-            for child in proc.children(recursive=True):
-                procs[child.pid] = child
-        except psutil.Error:
-            continue
-    for proc in procs.values():
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5.0)
 
 
 def find_culprit(
@@ -374,12 +350,7 @@ class Supervisor:
     def _stop(self, proc: subprocess.Popen[bytes]) -> None:
         beats = read_heartbeats(self.spec.results_dir, self.spec.experiment_id)
         rank_pids = [b.pid for b in beats.values() if b.hostname == self.hostname]
-        stop_process_tree(proc.pid, rank_pids, grace_s=self.grace_s)
-        try:
-            proc.wait(timeout=self.grace_s)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILLed above
-            proc.kill()
-            proc.wait()
+        stop_process_group(proc, self.grace_s, extra_pids=rank_pids, tree=True)
 
     def _reset_unfinished(self, keep_failed: int | None) -> None:
         """Ranks stopped before finishing go back to pending (their attempt is void)."""
