@@ -238,16 +238,17 @@ def launch_experiment(
     exp_id = sanitize_experiment_id(experiment_id or make_experiment_id(config.config_name))
     states = StateStore(base)
     world = launch.num_processes * launch.num_machines
+    digest = config_hash(config)
     try:
         states.create(
-            exp_id, config_name=config.config_name, config_hash=config_hash(config),
+            exp_id, config_name=config.config_name, config_hash=digest,
             num_processes=world, config_path=str(config_path) if config_path else None,
         )
     except ConfigurationError:
         # Several machines sharing one results directory: the first one created the state.
         existing = states.load(exp_id)
         if launch.num_machines == 1 or existing is None or \
-                existing.config_hash != config_hash(config) or existing.num_processes != world:
+                existing.config_hash != digest or existing.num_processes != world:
             raise
     config_file = save_resolved_config(base, exp_id, config, machine_rank=launch.machine_rank)
     states.mark_running(exp_id)
