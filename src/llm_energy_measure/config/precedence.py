@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_energy_measure.config.overrides import apply_overrides
-from llm_energy_measure.constants import RESULTS_DIR_ENV, resolve_results_dir
+from llm_energy_measure.constants import DEFAULT_RESULTS_DIR, RESULTS_DIR_ENV
 
 if TYPE_CHECKING:
     from llm_energy_measure.config.models import ExperimentConfig
@@ -41,13 +41,20 @@ def layer_sources(
     return apply_overrides(file_data, overrides)
 
 
-def effective_results_dir(config: ExperimentConfig, flag_value: str | Path | None = None) -> Path:
+def effective_results_dir(
+    config: ExperimentConfig | None = None, flag_value: str | Path | None = None
+) -> Path:
     """Results directory: ``--results-dir`` flag > environment > config file > default.
 
-    Returns the path as given (relative paths stay relative to the working directory).
+    ``config`` is None where no experiment config is involved (``results``, ``study`` and
+    ``resume`` commands): flag > environment > default. Returns the path as given (relative
+    paths stay relative to the working directory).
     """
-    if (flag_value is not None and str(flag_value) != "") or os.environ.get(RESULTS_DIR_ENV):
-        return resolve_results_dir(flag_value)
-    if config.results_dir is not None:
+    if flag_value is not None and str(flag_value) != "":
+        return Path(flag_value)
+    env = os.environ.get(RESULTS_DIR_ENV)
+    if env:
+        return Path(env)
+    if config is not None and config.results_dir is not None:
         return config.results_dir
-    return resolve_results_dir(None)
+    return DEFAULT_RESULTS_DIR

@@ -271,13 +271,12 @@ def resume_experiment(
     interrupted) nothing is launched or measured: the stored raw results are aggregated.
     ConfigurationError when the id is unknown or the experiment already completed.
     """
-    from llm_energy_measure.constants import resolve_results_dir
     from llm_energy_measure.logging import add_experiment_log, experiment_log_file, remove_log_sink
     from llm_energy_measure.orchestration.resume import plan_resume, resolved_config_path
     from llm_energy_measure.state import StateStore
     from llm_energy_measure.state.heartbeat import clear_heartbeats
 
-    base = resolve_results_dir(results_dir).absolute()
+    base = effective_results_dir(flag_value=results_dir).absolute()
     plan = plan_resume(base, experiment_id)
     states = StateStore(base)
     for rank in plan.completed_ranks:
