@@ -23,7 +23,6 @@ from llm_energy_measure.core.compute_metrics import (
 from llm_energy_measure.core.device_peaks import DevicePeak
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
 from llm_energy_measure.domain import FlopsResult, ModelInfo, RequestRecord, Timestamps
-from llm_energy_measure.protocols import MetricsCollector
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -80,10 +79,6 @@ def _fake_lookup(flops_per_s: float | None, bandwidth: float) -> Any:
         return DevicePeak(name, dtype, flops_per_s, bandwidth, "test")
 
     return lookup
-
-
-def test_implements_the_protocol() -> None:
-    assert isinstance(ComputeMetricsCollector(), MetricsCollector)
 
 
 def test_mfu_and_mbu_with_a_fake_peak() -> None:

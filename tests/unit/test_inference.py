@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 
 from llm_energy_measure.config.models import ExperimentConfig
-from llm_energy_measure.core.engines.transformers import TransformersEngine, run_inference
+from llm_energy_measure.core.engines.transformers import run_inference
 from llm_energy_measure.core.generation import eos_token_ids, generation_kwargs, new_token_limits
 from llm_energy_measure.core.model_loader import load_model_tokenizer
 from llm_energy_measure.core.timing import arrival_times
 from llm_energy_measure.core.types import LoadedModel, Prompt
 from llm_energy_measure.exceptions import InferenceError
-from llm_energy_measure.protocols import InferenceEngine
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -47,10 +46,6 @@ def _config(**sections: Any) -> ExperimentConfig:
 def tiny(tiny_model_dir: Path) -> LoadedModel:
     cfg = ExperimentConfig.model_validate({"model": {"name": "builtin:tiny-llama"}})
     return load_model_tokenizer(cfg)
-
-
-def test_engine_satisfies_protocol() -> None:
-    assert isinstance(TransformersEngine(), InferenceEngine)
 
 
 def test_input_tokens_match_independent_tokenizer_count(tiny: LoadedModel) -> None:

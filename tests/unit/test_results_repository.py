@@ -11,7 +11,6 @@ from loguru import logger
 from tests.factories import make_raw
 
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
-from llm_energy_measure.protocols import ResultsRepository
 from llm_energy_measure.results import FileSystemRepository, aggregate_results
 from llm_energy_measure.storage import atomic as atomic_module
 from llm_energy_measure.storage import repository as repository_module
@@ -34,10 +33,6 @@ def log_messages():
 
 def _all_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def test_implements_the_protocol(repo):
-    assert isinstance(repo, ResultsRepository)
 
 
 def test_layout_and_round_trip(repo, tmp_path):
