@@ -6,6 +6,7 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 .venv/bin/ruff check src tests bench scripts
 .venv/bin/mypy
+.venv/bin/python scripts/check_imports.py
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -353,12 +353,12 @@ def study_report(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Write a single-file offline HTML report of a study (statistics and plots)."""
+    from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.console.support import repository
-    from llm_energy_measure.constants import resolve_results_dir
     from llm_energy_measure.results.analysis.study_stats import load_manifest
     from llm_energy_measure.results.report.page import write_study_report
 
-    manifest = load_manifest(resolve_results_dir(results_dir), study_id)
+    manifest = load_manifest(effective_results_dir(flag_value=results_dir), study_id)
     path = write_study_report(manifest, repository(results_dir), output)
     typer.echo(f"report of study {manifest.study_id} written to {path}")
 
@@ -374,12 +374,12 @@ def study_export(
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
     """Export a study's runs (and per-point statistics) to CSV, JSON or Parquet."""
+    from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.console.support import repository
-    from llm_energy_measure.constants import resolve_results_dir
     from llm_energy_measure.results.analysis.study_stats import load_manifest
     from llm_energy_measure.results.export.study import export_study
 
-    manifest = load_manifest(resolve_results_dir(results_dir), study_id)
+    manifest = load_manifest(effective_results_dir(flag_value=results_dir), study_id)
     path = export_study(manifest, repository(results_dir), fmt, output,
                         point_stats_path=point_stats)
     typer.echo(f"exported study {manifest.study_id} to {path}")

@@ -10,7 +10,7 @@ SCHEMA_VERSION = 1
 #: Schema versions this code can read.
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
-#: Environment variable that overrides the results directory (a --results-dir flag wins over it).
+#: Environment variable that overrides the results directory (precedence: config.precedence).
 RESULTS_DIR_ENV = "LLM_ENERGY_MEASURE_RESULTS_DIR"
 DEFAULT_RESULTS_DIR = Path("results")
 
@@ -50,16 +50,6 @@ SECRET_ENV_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "OPENAI_API_KEY",
 )
-
-
-def resolve_results_dir(flag_value: str | Path | None = None) -> Path:
-    """Results directory by precedence: flag > environment variable > default."""
-    if flag_value is not None and str(flag_value) != "":
-        return Path(flag_value)
-    env = os.environ.get(RESULTS_DIR_ENV)
-    if env:
-        return Path(env)
-    return DEFAULT_RESULTS_DIR
 
 
 def resolve_cache_dir() -> Path:

@@ -59,6 +59,41 @@ class MissingExtraError(ConfigurationError):
         )
 
 
+#: How many links of an exception's cause/context chain ``is_out_of_memory`` looks at.
+_CHAIN_LIMIT = 10
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` then its causes (``__cause__``, else ``__context__``), at most ``_CHAIN_LIMIT``."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < _CHAIN_LIMIT and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return chain
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` or anything in its cause chain is an out-of-memory error: a
+    ``MemoryError`` (host), an ``OutOfMemoryError`` by type name (torch's CUDA error, matched
+    without importing torch) or an error whose text says "out of memory"."""
+    return any(
+        isinstance(e, MemoryError)
+        or type(e).__name__ == "OutOfMemoryError"
+        or "out of memory" in str(e).lower()
+        for e in _chain(exc)
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming a failure: ``"<Type>: <first line>"``, prefixed ``"out of memory: "``
+    when ``is_out_of_memory(exc)``."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    described = f"{type(exc).__name__}: {first}"
+    return f"out of memory: {described}" if is_out_of_memory(exc) else described
+
+
 #: Exit codes used by the CLI.
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -75,31 +110,3 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, LLMBenchError):
         return exc.exit_code
     return EXIT_RUNTIME
-
-
-def _cause_chain(exc: BaseException, limit: int = 10) -> list[BaseException]:
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(chain) < limit:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return chain
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True when ``exc`` or an exception it was raised from is an out-of-memory error:
-    MemoryError, torch's OutOfMemoryError (by type name), or a message saying so."""
-    return any(
-        isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
-        or "out of memory" in str(e).lower()
-        for e in _cause_chain(exc)
-    )
-
-
-def describe_failure(exc: BaseException) -> str:
-    """The one-line cause stored in the experiment state: ``<Type>: <first line>``, prefixed
-    with ``out of memory:`` when it was one."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    line = f"{type(exc).__name__}: {first}"
-    return f"out of memory: {line}" if is_out_of_memory(exc) else line

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.test_multiprocess_support import (
+from tests.integration.multiprocess_support import (
     MAX_NEW,
     NUM_PROMPTS,
     cli_command,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_multiprocess_support import (
+from tests.integration.multiprocess_support import (
     MAX_NEW,
     NUM_PROMPTS,
     cli_env,

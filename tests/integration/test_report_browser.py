@@ -15,9 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.unit.test_report import build_study
+from tests.fakes.study import build_study
 
-from llm_energy_measure.results.report.page import load_study_report_data, render_study_report
+from llm_energy_measure.results.report.data import load_study_report_data
+from llm_energy_measure.results.report.page import render_study_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(

@@ -205,6 +205,17 @@ def test_results_dir_precedence_flag_env_file_default(
     assert effective_results_dir(from_file, "flag-dir") == Path("flag-dir")
 
 
+def test_results_dir_without_a_config_is_flag_env_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(RESULTS_DIR_ENV, raising=False)
+    assert effective_results_dir() == Path("results")
+    assert effective_results_dir(flag_value="") == Path("results")  # an empty flag is no flag
+    monkeypatch.setenv(RESULTS_DIR_ENV, str(tmp_path / "env-dir"))
+    assert effective_results_dir() == tmp_path / "env-dir"
+    assert effective_results_dir(flag_value=tmp_path / "flag") == tmp_path / "flag"
+
+
 def test_importing_config_does_not_import_torch() -> None:
     code = (
         "import sys, llm_energy_measure.config\n"

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_energy_measure.core.device_peaks import (
-    DEVICE_SPECS,
-    find_device,
-    lookup_peak,
-    normalize_dtype,
-)
+from llm_energy_measure.core.device_peaks import DEVICE_SPECS, find_device, lookup_peak
+from llm_energy_measure.core.dtypes import dtype_bytes, normalize_dtype
 
 T = 1e12
 
@@ -114,3 +110,12 @@ def test_every_row_has_dense_figures_below_sparse_headlines() -> None:
         assert rates["float16"] < 1000 * T, spec.name
         assert spec.memory_bandwidth_bytes_per_s < 5e12, spec.name
         assert spec.source.startswith("NVIDIA"), spec.name
+
+
+@pytest.mark.parametrize(
+    ("dtype", "size"),
+    [("torch.bfloat16", 2), ("fp32", 4), ("tf32", 4), ("half", 2), ("float8_e4m3fn", 1),
+     ("int8", 1), ("int4", None)],
+)
+def test_dtype_bytes_by_any_spelling(dtype: str, size: int | None) -> None:
+    assert dtype_bytes(dtype) == size

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_devices_fakes import FakeDevice, FakeNVML, uuids
+from tests.fakes.devices import FakeDevice, FakeNVML, uuids
 
 import llm_energy_measure.core.devices as devices_pkg
 import llm_energy_measure.core.energy_backends as backends_pkg
@@ -19,6 +19,7 @@ from llm_energy_measure.core.devices import (
     DevicePermissionError,
     GPUs,
     cuda_driver_version,
+    decode_throttle_reasons,
     driver_version,
     energy_counters,
     get_gpus,
@@ -236,3 +237,13 @@ def test_no_device_setting_is_ever_changed() -> None:
     ]
     assert offenders == []
     assert len(_package_sources(devices_pkg)) >= 5  # the scan really read the modules
+
+
+def test_decode_throttle_reasons_names_bits() -> None:
+    assert decode_throttle_reasons(0) == []
+    assert decode_throttle_reasons(0x1 | 0x4 | 0x40) == [
+        "gpu_idle",
+        "sw_power_cap",
+        "hw_thermal_slowdown",
+    ]
+    assert decode_throttle_reasons(0x10000 | 0x8) == ["hw_slowdown", "unknown_0x10000"]

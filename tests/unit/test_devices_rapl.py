@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_devices_fakes import denying_reader, write_zone
+from tests.fakes.devices import denying_reader, write_zone
 
 from llm_energy_measure.core.devices import (
     DeviceError,

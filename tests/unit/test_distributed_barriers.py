@@ -6,36 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.unit.test_orchestrator import FakeBackend, FakeEngine, _collab, _config
+from tests.fakes.orchestration import FakeBackend, FakeEngine, fake_collaborators, fake_config
 
-from llm_energy_measure.core.types import EnergyReading
 from llm_energy_measure.exceptions import InferenceError
 from llm_energy_measure.orchestration import ExperimentOrchestrator, ProcessContext
-
-
-class RecordingBackend(FakeBackend):
-    def __init__(self, events: list[str]) -> None:
-        super().__init__()
-        self.events = events
-
-    def measure_baseline(self, duration_s: float) -> dict[str, float]:
-        self.events.append("baseline")
-        return super().measure_baseline(duration_s)
-
-    def start(self) -> None:
-        self.events.append("energy start")
-
-    def stop(self) -> EnergyReading:
-        self.events.append("energy stop")
-        return super().stop()
 
 
 def _run(tmp_path: Path, engine: FakeEngine, **cfg: object) -> list[str]:
     events: list[str] = []
     ctx = ProcessContext(process_index=1, num_processes=2, local_rank=1,
                          barrier=lambda label: events.append(f"barrier {label}"))
-    collab = _collab(tmp_path, engine, RecordingBackend(events))
-    ExperimentOrchestrator(collab, ctx).run(_config(**cfg), "exp-1")
+    collab = fake_collaborators(tmp_path, engine, FakeBackend(events=events))
+    ExperimentOrchestrator(collab, ctx).run(fake_config(**cfg), "exp-1")
     return events
 
 
@@ -57,7 +39,8 @@ def test_a_failed_window_is_closed_without_waiting_for_the_others(tmp_path: Path
     events: list[str] = []
     with pytest.raises(InferenceError):
         ctx = ProcessContext(barrier=lambda label: events.append(f"barrier {label}"))
-        collab = _collab(tmp_path, FakeEngine(fail_on_cycle=0), RecordingBackend(events))
+        collab = fake_collaborators(tmp_path, FakeEngine(fail_on_cycle=0),
+                                    FakeBackend(events=events))
         ExperimentOrchestrator(collab, ctx).run(
-            _config(energy={"baseline": {"enabled": False}}), "exp-1")
+            fake_config(energy={"baseline": {"enabled": False}}), "exp-1")
     assert events == ["barrier window_open", "energy start", "energy stop"]

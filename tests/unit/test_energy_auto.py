@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from test_devices_fakes import FakeGPU, StepClock, denying_reader, set_energy, write_zone
+from tests.fakes.clock import StepClock
+from tests.fakes.devices import FakeGPU, denying_reader, set_energy, write_zone
 
 from llm_energy_measure.config.models import EnergyConfig
 from llm_energy_measure.core.devices import DevicePermissionError, RaplDomains, get_rapl_domains

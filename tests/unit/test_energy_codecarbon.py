@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from test_devices_fakes import StepClock
+from tests.fakes.clock import StepClock
 
 from llm_energy_measure.core.energy_backends import CodeCarbonBackend
 from llm_energy_measure.exceptions import EnergyTrackingError

@@ -6,7 +6,8 @@ import os
 import time
 
 import pytest
-from test_devices_fakes import FakeDevice, FakeGPU, FakeNVML, StepClock
+from tests.fakes.clock import StepClock
+from tests.fakes.devices import FakeDevice, FakeGPU, FakeNVML
 
 from llm_energy_measure.core.devices import get_gpus
 from llm_energy_measure.core.energy_backends import NvmlBackend, integrate_power_j

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_devices_fakes import StepClock, denying_reader, set_energy, wait_until, write_zone
+from tests.fakes.clock import StepClock, wait_until
+from tests.fakes.devices import denying_reader, set_energy, write_zone
 
 from llm_energy_measure.core.devices import DevicePermissionError, get_rapl_domains
 from llm_energy_measure.core.energy_backends import RaplBackend

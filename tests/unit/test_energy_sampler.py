@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from test_devices_fakes import FakeGPU
+from tests.fakes.devices import FakeGPU
 
 from llm_energy_measure.core.energy_backends import PowerSampler
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_devices_fakes import FakeGPU
+from tests.fakes.devices import FakeGPU
 
 from llm_energy_measure.core.energy_backends import ZeusBackend
 from llm_energy_measure.exceptions import EnergyTrackingError

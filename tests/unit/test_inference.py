@@ -188,6 +188,7 @@ class _FailingModel:
     ("exc", "expected"),
     [
         (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "out of memory"),
+        (MemoryError("cannot allocate"), "out of memory"),
         (ValueError("bad shapes"), "ValueError: bad shapes"),
     ],
 )

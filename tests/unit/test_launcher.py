@@ -1,4 +1,4 @@
-"""The launcher's pure parts: rank mapping (resume), failure causes, fault parsing, and the
+"""The launcher's pure parts: rank mapping (resume), fault parsing, and the
 experiment id agreed by rank 0."""
 
 from __future__ import annotations
@@ -9,18 +9,12 @@ from pathlib import Path
 import pytest
 
 from llm_energy_measure.config.models import ExperimentConfig
-from llm_energy_measure.exceptions import ConfigurationError, InferenceError
+from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.orchestration.launch.distributed import ControlGroup, DistributedInfo
-from llm_energy_measure.orchestration.launch.faults import (
-    Fault,
-    InjectedOutOfMemoryError,
-    fault_from_env,
-    parse_fault,
-)
+from llm_energy_measure.orchestration.launch.faults import Fault, fault_from_env, parse_fault
 from llm_energy_measure.orchestration.launch.rank import (
     RankPlan,
     agree_on_experiment_id,
-    describe_failure,
     rank_plan,
 )
 from llm_energy_measure.state import StateStore
@@ -49,18 +43,6 @@ def test_resume_maps_launched_processes_onto_the_missing_ranks() -> None:
 def test_bad_rank_lists_are_refused(ranks: str, total: int, needle: str) -> None:
     with pytest.raises(ConfigurationError, match=needle):
         rank_plan(_info(0, 2), ranks, total)
-
-
-def test_out_of_memory_is_named_even_when_wrapped() -> None:
-    try:
-        try:
-            raise InjectedOutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        except MemoryError as inner:
-            raise InferenceError("generation failed") from inner
-    except InferenceError as exc:
-        text = describe_failure(exc)
-    assert text == "out of memory: InferenceError: generation failed"
-    assert describe_failure(ValueError("bad\nsecond line")) == "ValueError: bad"
 
 
 def test_fault_spec_is_parsed_and_fires_only_at_its_rank_and_point() -> None:

@@ -3,31 +3,15 @@ the same numbers out, state transitions, cycles and failures."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.factories import make_environment, make_model_info
+from tests.factories import make_model_info
+from tests.fakes.orchestration import FakeBackend, FakeEngine, fake_collaborators, fake_config
 
-from llm_energy_measure.config.models import EnergyConfig, ExperimentConfig
-from llm_energy_measure.core.energy import build_energy_metrics
-from llm_energy_measure.core.engines.base import InferenceEngine
-from llm_energy_measure.core.types import (
-    EnergyReading,
-    InferenceOutput,
-    LoadedModel,
-    Prompt,
-)
-from llm_energy_measure.domain import (
-    ComputeMetrics,
-    DeviceEnergy,
-    EnvironmentInfo,
-    MemoryStats,
-    RequestRecord,
-    Timestamps,
-)
 from llm_energy_measure.exceptions import InferenceError
-from llm_energy_measure.orchestration import Collaborators, run_experiment
+from llm_energy_measure.orchestration import run_experiment
 from llm_energy_measure.results import FileSystemRepository
 from llm_energy_measure.state import StateStore
 
@@ -38,108 +22,15 @@ POWER_W = 50.0  # constant device power in the window
 IDLE_W = 20.0  # baseline
 
 
-class FakeEngine(InferenceEngine):
-    """Each prompt: IN_TOKENS in, OUT_TOKENS out; a pass lasts WINDOW_S of fake time."""
-
-    name = "fake"
-
-    def load(self, config: ExperimentConfig) -> LoadedModel:
-        return LoadedModel(model=object(), tokenizer=object(), info=make_model_info(), device="cpu")
-
-    def __init__(self, fail_on_cycle: int | None = None) -> None:
-        self.calls: list[int] = []
-        self.fail_on_cycle = fail_on_cycle
-        self.t = 1_000.0
-        self.environment_taken_after_calls: int | None = None
-
-    def note_environment(self, env: EnvironmentInfo) -> EnvironmentInfo:
-        self.environment_taken_after_calls = len(self.calls)
-        return env
-
-    def run(self, loaded: LoadedModel, prompts: Sequence[Prompt], config: ExperimentConfig, *,
-            cycle: int = 0, on_batch_done: Callable[[int], None] | None = None,
-            on_window_open: Callable[[], None] | None = None,
-            on_window_close: Callable[[], None] | None = None) -> InferenceOutput:
-        self.calls.append(cycle)
-        if on_window_open is not None:
-            on_window_open()
-        if cycle == self.fail_on_cycle:
-            raise InferenceError("out of memory at batch size 4; lower batching.batch_size")
-        start = self.t
-        self.t += WINDOW_S
-        if on_window_close is not None:
-            on_window_close()
-        requests = [
-            RequestRecord(request_id=p.request_id, cycle=cycle, input_tokens=IN_TOKENS,
-                          output_tokens=OUT_TOKENS, submitted_s=0.0, ttft_s=0.1 * (i + 1),
-                          itl_s=0.05, e2e_s=0.5)
-            for i, p in enumerate(prompts)
-        ]
-        return InferenceOutput(
-            requests=requests, window=Timestamps(start=start, end=self.t, duration_s=WINDOW_S),
-            compute_time_s=WINDOW_S,
-            num_batches=1,
-        )
-
-
-class FakeBackend:
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.closed = 0
-
-    def measure_baseline(self, duration_s: float) -> dict[str, float]:
-        return {"gpu:GPU-1": IDLE_W}
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> EnergyReading:
-        dev = DeviceEnergy(device_id="gpu:GPU-1", kind="gpu", scope="device", host="h",
-                           method="counter", estimated=False, source="nvml",
-                           energy_j=POWER_W * WINDOW_S, duration_s=WINDOW_S,
-                           mean_power_w=POWER_W, peak_power_w=POWER_W + 5)
-        return EnergyReading(devices=[dev], backend="fake")
-
-    def close(self) -> None:
-        self.closed += 1
-
-
-class FakeMetrics:
-    def start_window(self) -> None:
-        pass
-
-    def stop_window(self) -> MemoryStats:
-        return MemoryStats(cpu_peak_rss_bytes=123)
-
-    def compute(self, loaded: LoadedModel, output: InferenceOutput) -> ComputeMetrics:
-        return ComputeMetrics()
-
-
-def _collab(tmp_path: Path, engine: FakeEngine, backend: FakeBackend) -> Collaborators:
-    def prompts(config: ExperimentConfig, loaded: LoadedModel) -> tuple[list[Prompt], list[str]]:
-        return [Prompt(i, f"p{i}") for i in range(config.prompts.num_prompts)], []
-
-    return Collaborators(
-        engine=engine, energy_backend=lambda c, ctx, loaded: backend,
-        memory=FakeMetrics(), compute=FakeMetrics(), repository=FileSystemRepository(tmp_path),
-        prompts=prompts,
-        energy_builder=build_energy_metrics,
-        environment=lambda: engine.note_environment(make_environment("h")),
-    )
-
-
-def _config(**kw: object) -> ExperimentConfig:
-    base = {"config_name": "fake", "prompts": {"num_prompts": 6},
-            "warmup": {"runs": 2}, "energy": EnergyConfig(carbon_intensity_g_per_kwh=400.0)}
-    base.update(kw)
-    return ExperimentConfig.model_validate(base)
+def _fakes(window_s: float = WINDOW_S, **engine: Any) -> tuple[FakeEngine, FakeBackend]:
+    return (FakeEngine(in_tokens=IN_TOKENS, out_tokens=OUT_TOKENS, window_s=window_s, **engine),
+            FakeBackend(power_w=POWER_W, idle_w=IDLE_W, window_s=window_s))
 
 
 def test_known_numbers_flow_through_to_the_stored_result(tmp_path: Path) -> None:
-    engine, backend = FakeEngine(), FakeBackend()
-    result = run_experiment(_config(), experiment_id="exp1", results_dir=tmp_path,
-                            collaborators=_collab(tmp_path, engine, backend)).aggregated
+    engine, backend = _fakes()
+    result = run_experiment(fake_config(), experiment_id="exp1", results_dir=tmp_path,
+                            collaborators=fake_collaborators(tmp_path, engine, backend)).aggregated
     assert result is not None
     assert engine.calls == [-1, -1, 0]  # two warm-up calls, then the measured cycle
     inf = result.inference
@@ -169,9 +60,9 @@ def test_known_numbers_flow_through_to_the_stored_result(tmp_path: Path) -> None
 
 
 def test_cycles_give_statistics_and_sum_energy(tmp_path: Path) -> None:
-    engine, backend = FakeEngine(), FakeBackend()
-    result = run_experiment(_config(cycles=3), experiment_id="exp3", results_dir=tmp_path,
-                            collaborators=_collab(tmp_path, engine, backend)).aggregated
+    engine, backend = _fakes()
+    result = run_experiment(fake_config(cycles=3), experiment_id="exp3", results_dir=tmp_path,
+                            collaborators=fake_collaborators(tmp_path, engine, backend)).aggregated
     assert result is not None
     assert engine.calls[-3:] == [0, 1, 2]
     assert result.inference.output_tokens == 72
@@ -182,10 +73,10 @@ def test_cycles_give_statistics_and_sum_energy(tmp_path: Path) -> None:
 
 
 def test_failure_is_recorded_with_its_cause_and_cleanup_runs(tmp_path: Path) -> None:
-    engine, backend = FakeEngine(fail_on_cycle=1), FakeBackend()
+    engine, backend = _fakes(fail_on_cycle=1)
     with pytest.raises(InferenceError):
-        run_experiment(_config(cycles=2), experiment_id="bad", results_dir=tmp_path,
-                       collaborators=_collab(tmp_path, engine, backend))
+        run_experiment(fake_config(cycles=2), experiment_id="bad", results_dir=tmp_path,
+                       collaborators=fake_collaborators(tmp_path, engine, backend))
     state = StateStore(tmp_path).load("bad")
     assert state is not None and state.status == "failed"
     assert state.error is not None and "out of memory" in state.error
@@ -194,12 +85,11 @@ def test_failure_is_recorded_with_its_cause_and_cleanup_runs(tmp_path: Path) -> 
 
 
 def test_a_cycle_too_short_for_the_gpu_counter_is_warned_even_when_the_sum_is_long(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setitem(globals(), "WINDOW_S", 0.6)  # 2 cycles: 1.2 s in all, 0.6 s each (< 1 s)
-    engine, backend = FakeEngine(), FakeBackend()
-    run_experiment(_config(cycles=2), experiment_id="short", results_dir=tmp_path,
-                   collaborators=_collab(tmp_path, engine, backend))
+    engine, backend = _fakes(window_s=0.6)  # 2 cycles: 1.2 s in all, 0.6 s each (< 1 s)
+    run_experiment(fake_config(cycles=2), experiment_id="short", results_dir=tmp_path,
+                   collaborators=fake_collaborators(tmp_path, engine, backend))
     raw = FileSystemRepository(tmp_path).load_all_raw("short")[0]
     shorts = [w for w in raw.warnings if w.code == "short_window"]
     assert len(shorts) == 1 and "0.6" in shorts[0].message

@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from tests.unit.test_report import CYCLES, build_study, point_energy_j
+from tests.fakes.study import CYCLES, build_study, point_energy_j
 
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
 from llm_energy_measure.results.export.study import export_study, swept_keys

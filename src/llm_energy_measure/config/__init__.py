@@ -7,6 +7,7 @@ Importing this package does not import torch or any other heavy dependency.
 
 from llm_energy_measure.config.hashing import canonical_config, config_hash
 from llm_energy_measure.config.loader import load_config, load_config_dict, read_config_file
+from llm_energy_measure.config.merge import deep_merge
 from llm_energy_measure.config.models import (
     DECODER_PRESETS,
     BaselineConfig,
@@ -24,7 +25,7 @@ from llm_energy_measure.config.models import (
     WarmupConfig,
 )
 from llm_energy_measure.config.overrides import apply_overrides, parse_overrides
-from llm_energy_measure.config.precedence import deep_merge, effective_results_dir
+from llm_energy_measure.config.precedence import effective_results_dir
 from llm_energy_measure.config.validation import config_warnings, validate_config
 
 __all__ = [

@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from llm_energy_measure.config.errors import describe
+from llm_energy_measure.config.merge import deep_merge
 from llm_energy_measure.config.models import ExperimentConfig
-from llm_energy_measure.config.precedence import deep_merge, layer_sources
+from llm_energy_measure.config.precedence import layer_sources
 from llm_energy_measure.config.validation import validate_config
 from llm_energy_measure.exceptions import ConfigurationError
 

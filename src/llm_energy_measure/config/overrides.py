@@ -17,7 +17,7 @@ from llm_energy_measure.config.errors import (
     section_model,
     unknown_key_hint,
 )
-from llm_energy_measure.config.precedence import deep_merge
+from llm_energy_measure.config.merge import deep_merge
 from llm_energy_measure.exceptions import ConfigurationError
 
 

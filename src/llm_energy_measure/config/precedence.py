@@ -7,7 +7,8 @@ Highest precedence first:
    read from the environment; see ``effective_results_dir``).
 3. The config file. Its ``_extends`` parents sit below it: parents are merged in the order
    listed (a later parent wins over an earlier one) and the child wins over all of them.
-   Mappings merge key by key, recursively; lists and scalars are replaced whole.
+   Mappings merge key by key, recursively; lists and scalars are replaced whole
+   (``merge.deep_merge``).
 4. Defaults declared on the models in ``config/models.py`` (a decoder ``preset`` fills only the
    decoder fields that no layer above set explicitly).
 
@@ -17,28 +18,16 @@ by ``effective_results_dir``, an explicit step taken when a run starts.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_energy_measure.constants import RESULTS_DIR_ENV, resolve_results_dir
+from llm_energy_measure.config.overrides import apply_overrides
+from llm_energy_measure.constants import DEFAULT_RESULTS_DIR, RESULTS_DIR_ENV
 
 if TYPE_CHECKING:
     from llm_energy_measure.config.models import ExperimentConfig
-
-
-def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """A new dict: ``top`` over ``base``; mappings merge recursively, anything else is replaced."""
-    merged: dict[str, Any] = copy.deepcopy(dict(base))
-    for key, value in top.items():
-        below = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(below, Mapping):
-            merged[key] = deep_merge(below, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def layer_sources(
@@ -49,18 +38,23 @@ def layer_sources(
     Model defaults are filled in later by validation; the environment affects only the results
     directory (``effective_results_dir``).
     """
-    from llm_energy_measure.config.overrides import apply_overrides
-
     return apply_overrides(file_data, overrides)
 
 
-def effective_results_dir(config: ExperimentConfig, flag_value: str | Path | None = None) -> Path:
+def effective_results_dir(
+    config: ExperimentConfig | None = None, flag_value: str | Path | None = None
+) -> Path:
     """Results directory: ``--results-dir`` flag > environment > config file > default.
 
-    Returns the path as given (relative paths stay relative to the working directory).
+    ``config`` is None where no experiment config is involved (``results``, ``study`` and
+    ``resume`` commands): flag > environment > default. Returns the path as given (relative
+    paths stay relative to the working directory).
     """
-    if (flag_value is not None and str(flag_value) != "") or os.environ.get(RESULTS_DIR_ENV):
-        return resolve_results_dir(flag_value)
-    if config.results_dir is not None:
+    if flag_value is not None and str(flag_value) != "":
+        return Path(flag_value)
+    env = os.environ.get(RESULTS_DIR_ENV)
+    if env:
+        return Path(env)
+    if config is not None and config.results_dir is not None:
         return config.results_dir
-    return resolve_results_dir(None)
+    return DEFAULT_RESULTS_DIR

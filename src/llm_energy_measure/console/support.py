@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_energy_measure.constants import resolve_results_dir
 from llm_energy_measure.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -82,9 +81,10 @@ def run_or_resume(
 
 def repository(results_dir: Path | None) -> FileSystemRepository:
     """The results store at the resolved results directory."""
+    from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.results import FileSystemRepository
 
-    return FileSystemRepository(resolve_results_dir(results_dir))
+    return FileSystemRepository(effective_results_dir(flag_value=results_dir))
 
 
 def aggregate_experiments(

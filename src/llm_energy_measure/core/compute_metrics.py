@@ -32,15 +32,13 @@ from llm_energy_measure.core.arch_spec import (
     arch_spec_from_config,
     arch_spec_from_model_info,
 )
-from llm_energy_measure.core.device_peaks import DevicePeak, lookup_peak, normalize_dtype
+from llm_energy_measure.core.device_peaks import DevicePeak, lookup_peak
+from llm_energy_measure.core.dtypes import dtype_bytes, normalize_dtype
 from llm_energy_measure.core.flops import PrefillLogits, decode_layer_keys, estimate_flops
 from llm_energy_measure.core.timing import uses_cuda
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, SequenceShape
 from llm_energy_measure.domain import ComputeMetrics, FlopsResult, ModelInfo
 from llm_energy_measure.exceptions import ConfigurationError
-
-#: Bytes per element of the KV cache, by compute dtype key.
-_DTYPE_BYTES = {"float32": 4, "tf32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "int8": 1}
 
 PeakLookup = Callable[[str, str], DevicePeak | None]
 GpuNames = Callable[[LoadedModel], list[str]]
@@ -237,7 +235,7 @@ class ComputeEstimator:
         names = self._gpu_names(loaded)
         dtype = matmul_dtype(loaded.info.dtype)
         peaks = [self._peak_lookup(name, dtype) for name in names]
-        element_bytes = _DTYPE_BYTES.get(normalize_dtype(loaded.info.dtype))
+        element_bytes = dtype_bytes(loaded.info.dtype)
         bytes_read = decode_bytes_lower_bound(
             spec, output.sequences, output.num_batches, loaded.info.weight_bytes, element_bytes
         )

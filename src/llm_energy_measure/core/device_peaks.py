@@ -23,30 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from llm_energy_measure.core.dtypes import normalize_dtype
+
 _T = 1e12  # tera
 _G = 1e9  # giga
-
-#: Dtype spellings accepted by ``lookup_peak`` and the table key they map to.
-_DTYPE_ALIASES: Mapping[str, str] = MappingProxyType(
-    {
-        "float32": "float32",
-        "fp32": "float32",
-        "float": "float32",
-        "tf32": "tf32",
-        "tensorfloat32": "tf32",
-        "float16": "float16",
-        "fp16": "float16",
-        "half": "float16",
-        "bfloat16": "bfloat16",
-        "bf16": "bfloat16",
-        "float8": "float8",
-        "fp8": "float8",
-        "float8_e4m3fn": "float8",
-        "float8_e5m2": "float8",
-        "int8": "int8",
-    }
-)
-
 
 @dataclass(frozen=True)
 class DeviceSpec:
@@ -391,12 +371,6 @@ MEMORY_ONLY_SPECS: tuple[DeviceSpec, ...] = (
 
 def _tokens(device_name: str) -> frozenset[str]:
     return frozenset(t for t in re.split(r"[^A-Z0-9]+", device_name.upper()) if t)
-
-
-def normalize_dtype(dtype: str) -> str:
-    """Table key for a dtype spelling ("torch.bfloat16", "bf16", ...); unknown ones lower-cased."""
-    key = dtype.strip().lower().removeprefix("torch.")
-    return _DTYPE_ALIASES.get(key, key)
 
 
 def find_device(device_name: str) -> DeviceSpec | None:

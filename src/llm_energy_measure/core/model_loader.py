@@ -37,7 +37,12 @@ from llm_energy_measure.core.placement import (
     torch_dtype,
 )
 from llm_energy_measure.domain import MeasurementWarning, ModelInfo, QuantizationSpec
-from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError, ModelLoadError
+from llm_energy_measure.exceptions import (
+    ConfigurationError,
+    MissingExtraError,
+    ModelLoadError,
+    is_out_of_memory,
+)
 
 if TYPE_CHECKING:
     from llm_energy_measure.config.models import ExperimentConfig, ModelConfig
@@ -125,12 +130,6 @@ def sharding_label(strategy: str, model: Any) -> str:
 # --------------------------------------------------------------------------- loading
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -206,7 +205,7 @@ def _load_weights(
             f"loading '{display}' needs a missing package: {_first_line(exc)}"
         ) from exc
     except Exception as exc:
-        if _is_oom(exc):
+        if is_out_of_memory(exc):
             raise ModelLoadError(
                 f"out of memory while loading '{display}' in {mc.precision} on "
                 f"{placement.device}: use a lower model.precision (float16/bfloat16), "

@@ -21,6 +21,7 @@ from llm_energy_measure.interrupts import raise_if_stopped
 from llm_energy_measure.orchestration.launch.base import Launcher, LaunchOutcome, RankJob
 from llm_energy_measure.orchestration.orchestrator import Collaborators
 from llm_energy_measure.orchestration.resume import ResumePlan
+from llm_energy_measure.orchestration.start import start_experiment
 from llm_energy_measure.state.lease import ExperimentLease
 from llm_energy_measure.storage.workspace import Workspace
 
@@ -67,52 +68,6 @@ def check_launch(config: ExperimentConfig, experiment_id: str | None) -> None:
             "launch.num_machines > 1: pass the same --experiment-id on every machine so that "
             "their processes join one experiment"
         )
-
-
-def start_experiment(
-    workspace: Workspace,
-    config: ExperimentConfig,
-    *,
-    experiment_id: str | None,
-    num_ranks: int,
-    config_path: Path | None,
-    joinable: bool = False,
-) -> tuple[str, Path]:
-    """Create the experiment: its id, its state (pending -> running) and the resolved config
-    saved for the ranks and for resume. Returns the id and the saved config's path.
-
-    ``joinable``: another machine of the same multi-node run may have created the state
-    already (same config hash and rank count): join it. When set-up fails half-way (e.g. the
-    disk is full), the state it created is removed, so no unusable state is left behind.
-    """
-    from llm_energy_measure.config import config_hash
-    from llm_energy_measure.orchestration.resume import save_resolved_config
-    from llm_energy_measure.security import make_experiment_id, sanitize_experiment_id
-
-    states = workspace.states
-    exp_id = sanitize_experiment_id(experiment_id or make_experiment_id(config.config_name))
-    digest = config_hash(config)
-    created = False
-    try:
-        states.create(
-            exp_id, config_name=config.config_name, config_hash=digest,
-            num_processes=num_ranks, config_path=str(config_path) if config_path else None,
-        )
-        created = True
-    except ConfigurationError:
-        existing = states.load(exp_id)
-        if not joinable or existing is None or existing.config_hash != digest or \
-                existing.num_processes != num_ranks:
-            raise
-    try:
-        config_file = save_resolved_config(
-            workspace.root, exp_id, config, machine_rank=config.launch.machine_rank)
-        states.mark_running(exp_id)
-    except BaseException:
-        if created:
-            states.delete(exp_id)
-        raise
-    return exp_id, config_file
 
 
 def run_experiment(
@@ -162,10 +117,10 @@ def resume_experiment(
     or measured: the stored raw results are aggregated. ConfigurationError when the id is
     unknown or the experiment already completed.
     """
-    from llm_energy_measure.constants import resolve_results_dir
+    from llm_energy_measure.config import effective_results_dir
     from llm_energy_measure.orchestration.resume import plan_resume
 
-    workspace = Workspace(resolve_results_dir(results_dir).absolute())
+    workspace = Workspace(effective_results_dir(None, results_dir).absolute())
     plan = plan_resume(workspace.root, experiment_id)
     with ExperimentLease(workspace.root, plan.experiment_id):
         # Planned again under the lease: what another process did meanwhile counts.

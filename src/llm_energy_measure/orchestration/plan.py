@@ -6,8 +6,8 @@ from typing import Any
 
 from llm_energy_measure.config import config_hash, config_warnings, effective_results_dir
 from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.core.dtypes import DTYPE_BYTES
 
-_DTYPE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
 #: Allocator slack and activations on top of weights and KV cache (a rough planning margin).
 OVERHEAD_FRACTION = 0.2
 
@@ -47,7 +47,7 @@ def weight_bytes_per_param(config: ExperimentConfig) -> float:
         return 0.5
     if config.quantization.load_in_8bit:
         return 1.0
-    return _DTYPE_BYTES[config.model.precision]
+    return float(DTYPE_BYTES[config.model.precision])
 
 
 def memory_estimate(
@@ -58,7 +58,7 @@ def memory_estimate(
 
     weights = num_parameters * weight_bytes_per_param(config)
     spec = arch_spec_from_config(hf_config, num_parameters=num_parameters)
-    act_bytes = _DTYPE_BYTES[config.model.precision]
+    act_bytes = float(DTYPE_BYTES[config.model.precision])
     seq_len = config.prompts.max_input_tokens + config.decoder.max_new_tokens
     kv = 0.0
     if spec.analytic:

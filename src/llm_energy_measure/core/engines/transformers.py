@@ -32,7 +32,7 @@ from llm_energy_measure.core.timing import (
 )
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, Prompt
 from llm_energy_measure.domain import MeasurementWarning, RequestRecord, Timestamps
-from llm_energy_measure.exceptions import InferenceError
+from llm_energy_measure.exceptions import InferenceError, is_out_of_memory
 
 if TYPE_CHECKING:
     from llm_energy_measure.config.models import ExperimentConfig
@@ -100,10 +100,6 @@ def _prepare_batches(
     return batches, warnings
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
-
-
 def _generate(model: Any, batch: _Batch, kwargs: dict[str, Any], recorder: Any) -> Any:
     from transformers import StoppingCriteriaList
 
@@ -117,7 +113,7 @@ def _generate(model: Any, batch: _Batch, kwargs: dict[str, Any], recorder: Any) 
         )
     except Exception as exc:
         size = len(batch.prompts)
-        if _is_oom(exc):
+        if is_out_of_memory(exc):
             raise InferenceError(
                 f"out of memory during generate with a batch of {size} prompt(s) "
                 f"(max_new_tokens {batch.max_new_tokens}): lower batching.batch_size or "

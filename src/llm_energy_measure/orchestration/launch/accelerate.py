@@ -19,7 +19,6 @@ experiment interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -35,6 +34,7 @@ from loguru import logger
 
 from llm_energy_measure.config.models import LaunchConfig
 from llm_energy_measure.orchestration.launch.base import LaunchOutcome, ProgressCallback, RankJob
+from llm_energy_measure.processes import stop_process_group
 from llm_energy_measure.state import ExperimentState, pid_is_alive
 from llm_energy_measure.state.heartbeat import Heartbeat, heartbeat_age_s, read_heartbeats
 from llm_energy_measure.storage.workspace import Workspace
@@ -121,8 +121,7 @@ def build_env(spec: LaunchSpec, base: Mapping[str, str] | None = None) -> dict[s
     each rank's share of the CPU cores (``OMP_NUM_THREADS`` and the launcher's thread
     setting). The share is that of ``launch.num_processes`` ranks per machine, also when a
     resume runs fewer, so that resumed ranks measure under the same conditions."""
-    from llm_energy_measure.orchestration.launch.distributed import torch_threads_for
-    from llm_energy_measure.orchestration.launch.rank import THREADS_ENV
+    from llm_energy_measure.orchestration.launch.distributed import THREADS_ENV, torch_threads_for
 
     env = dict(os.environ if base is None else base)
     if spec.launch.gpus is not None:
@@ -153,30 +152,6 @@ def root_cause_from_log(text: str) -> tuple[int, str] | None:
             sig = sig or f"signal {-code}"
         return rank, f"killed by {sig}"
     return rank, f"exited with status {code}"
-
-
-def stop_process_tree(pid: int, extra_pids: Sequence[int] = (), grace_s: float = 10.0) -> None:
-    """SIGTERM ``pid``, its descendants and ``extra_pids``; SIGKILL what is left after
-    ``grace_s`` seconds. Returns when all are gone (or after the SIGKILL)."""
-    import psutil
-
-    procs: dict[int, psutil.Process] = {}
-    for candidate in (pid, *extra_pids):
-        try:
-            proc = psutil.Process(candidate)
-            procs[candidate] = proc
-            for child in proc.children(recursive=True):
-                procs[child.pid] = child
-        except psutil.Error:
-            continue
-    for proc in procs.values():
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(list(procs.values()), timeout=grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5.0)
 
 
 def find_culprit(
@@ -362,12 +337,7 @@ class Supervisor:
     def _stop(self, proc: subprocess.Popen[bytes]) -> None:
         beats = read_heartbeats(self.spec.results_dir, self.spec.experiment_id)
         rank_pids = [b.pid for b in beats.values() if b.hostname == self.hostname]
-        stop_process_tree(proc.pid, rank_pids, grace_s=self.grace_s)
-        try:
-            proc.wait(timeout=self.grace_s)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILLed above
-            proc.kill()
-            proc.wait()
+        stop_process_group(proc, self.grace_s, extra_pids=rank_pids, tree=True)
 
     def _reset_unfinished(self, keep_failed: int | None) -> None:
         """Ranks stopped before finishing go back to pending (their attempt is void)."""

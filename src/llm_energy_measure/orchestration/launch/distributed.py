@@ -19,6 +19,10 @@ from typing import Any
 
 from llm_energy_measure.exceptions import DistributedError
 
+#: Overrides the torch intra-op threads of every rank (default: the host's cores shared
+#: equally among its ranks).
+THREADS_ENV = "LLM_ENERGY_MEASURE_TORCH_THREADS"
+
 
 @dataclass(frozen=True)
 class DistributedInfo:

@@ -44,6 +44,7 @@ from llm_energy_measure.exceptions import (
     describe_failure,
 )
 from llm_energy_measure.orchestration.launch.distributed import (
+    THREADS_ENV,
     ControlGroup,
     DistributedInfo,
     discover_distributed,
@@ -51,9 +52,6 @@ from llm_energy_measure.orchestration.launch.distributed import (
 )
 from llm_energy_measure.orchestration.launch.faults import Fault, fault_from_env
 
-#: Overrides the torch intra-op threads of every rank (default: the host's cores shared
-#: equally among its ranks).
-THREADS_ENV = "LLM_ENERGY_MEASURE_TORCH_THREADS"
 #: Exit status of a rank stopped by SIGTERM / SIGINT (the supervisor records why).
 EXIT_STOPPED = 143
 
@@ -279,7 +277,7 @@ def agree_on_experiment_id(
     Rank 0 creates the state (and saves the resolved config) when it does not exist yet, so
     a directly launched experiment can be resumed like one started by ``run``.
     """
-    from llm_energy_measure.orchestration.experiment import start_experiment
+    from llm_energy_measure.orchestration.start import start_experiment
     from llm_energy_measure.security import sanitize_experiment_id
     from llm_energy_measure.storage.workspace import Workspace
 

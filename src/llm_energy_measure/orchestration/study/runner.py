@@ -141,10 +141,8 @@ def resume_study(
 ) -> StudyManifest:
     """Run every run of a stored study that is not completed (pending, failed, timed out, or
     left running by a coordinator that died)."""
-    from llm_energy_measure.constants import resolve_results_dir
-
     _check_executor(executor)
-    store = StudyStore(resolve_results_dir(results_dir).resolve())
+    store = StudyStore(effective_results_dir(flag_value=results_dir).resolve())
     manifest = store.load(study_id)
     refuse_active_jobs(store, manifest)
     if executor is not None and executor != manifest.executor:

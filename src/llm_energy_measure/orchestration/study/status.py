@@ -94,10 +94,10 @@ def poll_job_states(
 
 def describe_study(study_id: str | None, results_dir: Path | None, *, poll_jobs: bool) -> str:
     """The text `study status` prints: one study's summary, or the list of studies."""
-    from llm_energy_measure.constants import resolve_results_dir
+    from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.state.study_store import StudyStore
 
-    store = StudyStore(resolve_results_dir(results_dir))
+    store = StudyStore(effective_results_dir(flag_value=results_dir))
     if study_id is None:
         return study_list_text(store.list_studies())
     manifest = store.load(study_id)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llm_energy_measure.domain import MetricStats
 from llm_energy_measure.results.analysis.pareto import pareto_mask
@@ -20,10 +20,8 @@ from llm_energy_measure.results.analysis.study_stats import (
     point_statistics,
     point_values,
 )
+from llm_energy_measure.results.report.data import StudyReportData
 from llm_energy_measure.results.report.svg import MUTED, PALETTE, Chart, Series, render_chart
-
-if TYPE_CHECKING:
-    from llm_energy_measure.results.report.page import StudyReportData
 
 _BASE = "(base)"
 

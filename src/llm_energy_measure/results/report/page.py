@@ -15,24 +15,15 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_energy_measure.domain import (
-    AggregatedResult,
-    EnvironmentInfo,
-    MetricStats,
-    UtilisationSample,
-)
-from llm_energy_measure.results.analysis.study_stats import (
-    METRICS_BY_KEY,
-    internal_cycle_stats,
-    load_study_results,
-)
+from llm_energy_measure.domain import AggregatedResult, EnvironmentInfo, MetricStats
+from llm_energy_measure.results.analysis.study_stats import METRICS_BY_KEY, internal_cycle_stats
 from llm_energy_measure.results.export.exporters import check_output_path
 from llm_energy_measure.results.export.study import swept_keys
+from llm_energy_measure.results.report.data import StudyReportData, load_study_report_data
 from llm_energy_measure.results.report.figures import (
     Figures,
     compute_figures,
@@ -67,32 +58,6 @@ figure{margin:16px 0;background:#fff;border:1px solid #dadce0;display:inline-blo
 figcaption{font-size:12px;color:#5f6368;padding:4px 8px;max-width:740px}
 code{background:#f1f3f4;padding:0 3px}
 """
-
-
-@dataclass(frozen=True)
-class StudyReportData:
-    """What the report shows: the manifest, each point's aggregated results (one per completed
-    run) and the utilisation samples of one run (for the time-series plot)."""
-
-    manifest: StudyManifest
-    results_by_point: Mapping[str, Sequence[AggregatedResult]]
-    timeseries_experiment_id: str | None = None
-    timeseries: tuple[UtilisationSample, ...] = ()
-
-
-def load_study_report_data(manifest: StudyManifest, repo: FileSystemRepository) -> StudyReportData:
-    """Load the results of every completed run and the time series of the first completed run
-    (in execution order) whose raw results hold samples."""
-    results_by_point = load_study_results(manifest, repo)
-    completed = sorted(
-        (r.order_index, r.point_id, r.cycle, r.experiment_id)
-        for r in manifest.runs if r.status == "completed" and r.experiment_id
-    )
-    for *_, experiment_id in completed:
-        samples = tuple(s for raw in repo.load_all_raw(experiment_id) for s in raw.timeseries)
-        if samples:
-            return StudyReportData(manifest, results_by_point, experiment_id, samples)
-    return StudyReportData(manifest, results_by_point)
 
 
 def write_study_report(manifest: StudyManifest, repo: FileSystemRepository, path: Path) -> Path:

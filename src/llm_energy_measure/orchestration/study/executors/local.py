@@ -8,7 +8,6 @@ a grace period. A crash or out-of-memory kill of the worker fails that run only.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from llm_energy_measure.orchestration.study.executors.base import (
     RunOutcome,
     RunSpec,
 )
+from llm_energy_measure.processes import stop_process_group
 
 WORKER_MODULE = "llm_energy_measure.orchestration.study.worker"
 #: Seconds between SIGINT and SIGKILL when a worker is stopped.
@@ -50,21 +50,6 @@ def worker_env() -> dict[str, str]:
     root = str(Path(llm_energy_measure.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = KILL_GRACE_S) -> None:
-    """SIGINT the process group led by ``proc``, SIGKILL it after ``grace_s``, reap ``proc``."""
-    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # Children that ignored SIGINT after their leader exited.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def last_error_line(log_path: Path) -> str | None:
@@ -115,11 +100,11 @@ def run_worker(spec: RunSpec, *, python: str | None = None,
         try:
             returncode = proc.wait(timeout=spec.timeout_s)
         except subprocess.TimeoutExpired:
-            stop_process_group(proc, grace_s)
+            stop_process_group(proc, grace_s, first_signal=signal.SIGINT)
             return RunOutcome("timeout", f"no result within timeout_s={spec.timeout_s:g} s; "
                               "the worker was stopped", duration_s=time.monotonic() - started)
         except BaseException:
-            stop_process_group(proc, grace_s)
+            stop_process_group(proc, grace_s, first_signal=signal.SIGINT)
             raise
     return outcome_for_exit(returncode, spec.log_path, time.monotonic() - started)
 

@@ -1,27 +1,15 @@
-"""Fakes of the vendor interfaces (an NVML module, a RAPL sysfs tree, a GPU) and checks that
-the fakes speak the same codes as the real library. Other test files import from here."""
+"""Fakes of the vendor interfaces and of our device layer: an NVML module whose devices the
+test sets up (``FakeNVML([FakeDevice(...)])``), a GPU of our own abstraction with values
+given to its constructor (``FakeGPU``), and a RAPL powercap sysfs tree under a folder."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-
-from llm_energy_measure.core.devices import (
-    GPU,
-    DeviceError,
-    DeviceLostError,
-    DeviceNotFoundError,
-    DeviceNotSupportedError,
-    DevicePermissionError,
-    decode_throttle_reasons,
-)
-from llm_energy_measure.core.devices.exceptions import from_nvml_error
-from llm_energy_measure.exceptions import EnergyTrackingError
+from llm_energy_measure.core.devices import GPU, DeviceNotSupportedError
 
 # ---------------------------------------------------------------- fake NVML module
 
@@ -248,16 +236,6 @@ class FakeGPU(GPU):
         return list(self.pids)
 
 
-class StepClock:
-    """A clock the test advances by hand (seconds)."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
 # ---------------------------------------------------------------- fake RAPL sysfs tree
 
 
@@ -286,68 +264,3 @@ def denying_reader(path: Path) -> str:
     if path.name == "energy_uj":
         raise PermissionError(13, "Permission denied", str(path))
     return path.read_text()
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-# ---------------------------------------------------------------- tests of the fakes
-
-
-def test_fake_nvml_error_codes_match_pynvml() -> None:
-    pynvml = pytest.importorskip("pynvml")
-    for name in (
-        "NVML_ERROR_UNINITIALIZED",
-        "NVML_ERROR_NOT_SUPPORTED",
-        "NVML_ERROR_NO_PERMISSION",
-        "NVML_ERROR_NOT_FOUND",
-        "NVML_ERROR_DRIVER_NOT_LOADED",
-        "NVML_ERROR_GPU_IS_LOST",
-        "NVML_ERROR_UNKNOWN",
-        "NVML_TEMPERATURE_GPU",
-        "NVML_CLOCK_SM",
-        "NVML_FEATURE_ENABLED",
-    ):
-        assert getattr(FakeNVML, name) == getattr(pynvml, name), name
-
-
-def test_real_pynvml_errors_map_to_our_tree() -> None:
-    pynvml = pytest.importorskip("pynvml")
-    cases = {
-        pynvml.NVML_ERROR_NOT_SUPPORTED: DeviceNotSupportedError,
-        pynvml.NVML_ERROR_FUNCTION_NOT_FOUND: DeviceNotSupportedError,
-        pynvml.NVML_ERROR_NO_PERMISSION: DevicePermissionError,
-        pynvml.NVML_ERROR_GPU_IS_LOST: DeviceLostError,
-        pynvml.NVML_ERROR_NOT_FOUND: DeviceNotFoundError,
-    }
-    for code, expected in cases.items():
-        mapped = from_nvml_error(pynvml.NVMLError(code), "query")
-        assert type(mapped) is expected, code
-        assert isinstance(mapped, EnergyTrackingError)
-    unknown = from_nvml_error(pynvml.NVMLError(pynvml.NVML_ERROR_UNKNOWN), "query")
-    assert type(unknown) is DeviceError
-    assert "999" in str(unknown)
-
-
-def test_fake_counter_follows_power_and_clock() -> None:
-    clock = StepClock(100.0)
-    nvml = FakeNVML([FakeDevice(uuid="GPU-x", power_w=250.0, energy_mj=5_000, power_clock=clock)])
-    assert nvml.nvmlDeviceGetTotalEnergyConsumption(0) == 5_000
-    clock.now = 102.0
-    assert nvml.nvmlDeviceGetTotalEnergyConsumption(0) == 5_000 + 500_000
-
-
-def test_decode_throttle_reasons_names_bits() -> None:
-    assert decode_throttle_reasons(0) == []
-    assert decode_throttle_reasons(0x1 | 0x4 | 0x40) == [
-        "gpu_idle",
-        "sw_power_cap",
-        "hw_thermal_slowdown",
-    ]
-    assert decode_throttle_reasons(0x10000 | 0x8) == ["hw_slowdown", "unknown_0x10000"]
