@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.test_faults import _beats, _no_rank_alive, _resume_and_check
-from tests.integration.test_multiprocess_support import (
+from tests.integration.multiprocess_support import (
     cli_command,
     cli_env,
     load_state,

@@ -79,24 +79,32 @@ class ExperimentLease:
             raise self._refuse(str(holder.get("pid", "?")), str(holder.get("hostname", "?")),
                                "another process,") from None
         try:
-            live = self._live_recorded_pid()
-            if live is not None:
-                raise self._refuse(live[0], socket.gethostname(), f"{live[1]},")
             atomic_write_text(self._holder, json.dumps(
                 {"pid": os.getpid(), "hostname": socket.gethostname(), "since": time.time()}),
                 durable=False)
+            live = self._live_recorded_pid()
+            if live is not None:
+                raise self._refuse(live[0], socket.gethostname(), f"{live[1]},")
         except BaseException:
+            self._holder.unlink(missing_ok=True)
             lock.release()
             raise
         self._lock = lock
         return self
 
-    def _read_holder(self) -> dict[str, object]:
-        try:
-            data = json.loads(self._holder.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+    def _read_holder(self, wait_s: float = 2.0) -> dict[str, object]:
+        """The holder's record; it writes it right after taking the lock, so wait briefly."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                data = json.loads(self._holder.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    return data
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() >= deadline:
+                return {}
+            time.sleep(0.05)
 
     def release(self) -> None:
         """Give the lease back (safe twice)."""
