@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.integration.test_faults import _beats, _no_rank_alive, _resume_and_check
 from tests.integration.multiprocess_support import (
     cli_command,
     cli_env,
@@ -17,6 +16,7 @@ from tests.integration.multiprocess_support import (
     only_experiment,
     write_config,
 )
+from tests.integration.test_faults import _beats, _no_rank_alive, _resume_and_check
 
 pytestmark = pytest.mark.slow
 

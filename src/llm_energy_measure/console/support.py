@@ -96,13 +96,14 @@ def aggregate_experiments(
     allow_partial: bool,
 ) -> list[AggregateOutcome]:
     """Aggregate one experiment or all of them."""
+    from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.orchestration.aggregate import aggregate_all, aggregate_one
-    from llm_energy_measure.state import StateStore
+    from llm_energy_measure.storage.workspace import Workspace
 
     if (experiment_id is None) == (not all_):
         raise ConfigurationError("give an experiment id or --all (not both)")
-    repo = repository(results_dir)
-    states = StateStore(repo.base_dir)
+    workspace = Workspace(effective_results_dir(flag_value=results_dir))
+    repo, states = workspace.repository, workspace.states
     if all_:
         return aggregate_all(repo, force=force, allow_partial=allow_partial, states=states)
     return [aggregate_one(repo, experiment_id or "", force=force, allow_partial=allow_partial,

@@ -49,17 +49,27 @@ def make_step_recorder(device: str) -> Any:
     import torch
     from transformers import StoppingCriteria
 
+    cuda = uses_cuda(device)
+    clock = time.perf_counter
+
     class StepRecorder(StoppingCriteria):
         def __init__(self) -> None:
             self.times_s: list[float] = []
+            self._never: Any = None  # the "do not stop" answer, made once per batch shape
 
         def reset(self) -> None:
             self.times_s = []
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            synchronize(device)
-            self.times_s.append(time.perf_counter())
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            if cuda:
+                synchronize(device)
+            self.times_s.append(clock())
+            never = self._never
+            if never is None or never.shape[0] != input_ids.shape[0] or \
+                    never.device != input_ids.device:
+                never = self._never = torch.zeros(
+                    input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            return never
 
     return StepRecorder()
 

@@ -98,7 +98,8 @@ def run_experiment(
         config_path=config_path, joinable=config.launch.num_machines > 1,
     )
     job = RankJob(config, exp_id, workspace, config_file, world)
-    with ExperimentLease(workspace.root, exp_id):
+    machine = config.launch.machine_rank if config.launch.num_machines > 1 else None
+    with ExperimentLease(workspace.root, exp_id, machine_rank=machine):
         return _launch_and_collect(job, launcher or choose_launcher(config, collaborators),
                                    on_progress)
 
@@ -121,10 +122,10 @@ def resume_experiment(
     from llm_energy_measure.orchestration.resume import plan_resume
 
     workspace = Workspace(effective_results_dir(None, results_dir).absolute())
-    plan = plan_resume(workspace.root, experiment_id)
+    plan = plan_resume(workspace, experiment_id)
     with ExperimentLease(workspace.root, plan.experiment_id):
         # Planned again under the lease: what another process did meanwhile counts.
-        return _resume(workspace, plan_resume(workspace.root, experiment_id), on_progress,
+        return _resume(workspace, plan_resume(workspace, experiment_id), on_progress,
                        launcher)
 
 

@@ -18,11 +18,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
 from llm_energy_measure.storage.atomic import atomic_write_text
 from llm_energy_measure.storage.layout import LAUNCH_DIR_SUFFIX, ResultsLayout
+
+if TYPE_CHECKING:
+    from llm_energy_measure.storage.workspace import Workspace
 
 
 def resolved_config_path(base_dir: Path, experiment_id: str) -> Path:
@@ -73,20 +77,21 @@ class ResumePlan:
     completed_ranks: tuple[int, ...]
 
 
-def plan_resume(base_dir: Path, experiment_id: str) -> ResumePlan:
+def plan_resume(base_dir: Path | Workspace, experiment_id: str) -> ResumePlan:
     """The ranks of ``experiment_id`` still to run (none: only aggregate), and its saved config.
 
     Raises ConfigurationError when the id is unknown, the experiment already completed (it
     is marked so, or every rank is done and its aggregated result exists), it was not launched
     by ``run`` (no saved config), or ranks are missing and it spans several machines.
     """
-    from llm_energy_measure.results import FileSystemRepository
     from llm_energy_measure.security import sanitize_experiment_id
-    from llm_energy_measure.state import StateStore
+    from llm_energy_measure.storage.workspace import Workspace
 
+    workspace = base_dir if isinstance(base_dir, Workspace) else Workspace(base_dir)
+    base_dir = workspace.root
     exp_id = sanitize_experiment_id(experiment_id)
     try:
-        state = StateStore(base_dir).load(exp_id)
+        state = workspace.states.load(exp_id)
     except ResultsError as exc:
         raise ConfigurationError(str(exc)) from None
     if state is None:
@@ -94,7 +99,7 @@ def plan_resume(base_dir: Path, experiment_id: str) -> ResumePlan:
             f"--resume {exp_id}: no such experiment in {base_dir}/state; see "
             "`llm-energy-measure results list --all` (or pass the right --results-dir)"
         )
-    repo = FileSystemRepository(base_dir)
+    repo = workspace.repository
     missing = repo.missing_ranks(exp_id, state.num_processes)
     done = sorted(set(range(state.num_processes)) - set(missing))
     has_aggregated = repo.has_aggregated(exp_id)

@@ -36,11 +36,17 @@ from llm_energy_measure.storage.layout import ResultsLayout
 class ExperimentLease:
     """Held from ``acquire`` (or ``with``) to ``release``; see the module docstring."""
 
-    def __init__(self, base_dir: Path | str, experiment_id: str) -> None:
+    def __init__(
+        self, base_dir: Path | str, experiment_id: str, *, machine_rank: int | None = None
+    ) -> None:
+        """``machine_rank``: a multi-node run, whose machines (sharing a results folder, maybe
+        on one host) each take their own lease; their ranks are not checked against each
+        other's."""
         self.layout = ResultsLayout(base_dir)
         self.experiment_id = experiment_id
-        self._path = self.layout.lease_file(experiment_id)
-        self._holder = self.layout.lease_holder_file(experiment_id)
+        self._machine_rank = machine_rank
+        self._path = self.layout.lease_file(experiment_id, machine_rank or 0)
+        self._holder = self.layout.lease_holder_file(experiment_id, machine_rank or 0)
         self._lock: FileLock | None = None
 
     def _refuse(self, pid: int | str, host: str, what: str) -> ConfigurationError:
@@ -82,7 +88,7 @@ class ExperimentLease:
             atomic_write_text(self._holder, json.dumps(
                 {"pid": os.getpid(), "hostname": socket.gethostname(), "since": time.time()}),
                 durable=False)
-            live = self._live_recorded_pid()
+            live = self._live_recorded_pid() if self._machine_rank is None else None
             if live is not None:
                 raise self._refuse(live[0], socket.gethostname(), f"{live[1]},")
         except BaseException:

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
 from pydantic import ValidationError
@@ -27,6 +28,9 @@ from llm_energy_measure.state.storage import state_lock
 from llm_energy_measure.state.study_models import STUDY_SCHEMA_VERSION, StudyManifest
 from llm_energy_measure.storage.atomic import atomic_write_text
 from llm_energy_measure.storage.layout import STUDY_MANIFEST_NAME, ResultsLayout
+
+if TYPE_CHECKING:
+    from llm_energy_measure.storage.repository import FileSystemRepository
 
 #: ``update`` callbacks mutate the given copy (and return None) or return a new manifest.
 ManifestUpdate = Callable[[StudyManifest], "StudyManifest | None"]
@@ -42,6 +46,12 @@ class StudyStore:
         self._lock_timeout_s = lock_timeout_s
 
     # ------------------------------------------------------------------ paths
+
+    def layout_repository(self) -> FileSystemRepository:
+        """The results repository of the folder this study store lives in."""
+        from llm_energy_measure.storage.repository import FileSystemRepository
+
+        return FileSystemRepository(self.layout)
 
     def study_dir(self, study_id: str) -> Path:
         """Folder of one study (the id is validated like an experiment id)."""

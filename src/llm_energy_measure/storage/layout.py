@@ -75,12 +75,15 @@ class ResultsLayout:
     def state_file(self, experiment_id: str) -> Path:
         return self._safe(self.state_dir / f"{self._id(experiment_id)}.json")
 
-    def lease_file(self, experiment_id: str) -> Path:
-        return self._safe(self.state_dir / f"{self._id(experiment_id)}.lease")
+    def lease_file(self, experiment_id: str, machine_rank: int = 0) -> Path:
+        """The lock held while a process measures the experiment (one per machine of a
+        multi-node run: ``<id>.machine<k>.lease``)."""
+        machine = f".machine{machine_rank}" if machine_rank else ""
+        return self._safe(self.state_dir / f"{self._id(experiment_id)}{machine}.lease")
 
-    def lease_holder_file(self, experiment_id: str) -> Path:
+    def lease_holder_file(self, experiment_id: str, machine_rank: int = 0) -> Path:
         """Who holds the lease (pid, host, since): read to name it in a refusal."""
-        return self._safe(self.state_dir / f"{self._id(experiment_id)}.lease.info")
+        return self.lease_file(experiment_id, machine_rank).with_suffix(".lease.info")
 
     def launch_dir(self, experiment_id: str) -> Path:
         """Launch files of an experiment: resolved config, heartbeats, launch log."""

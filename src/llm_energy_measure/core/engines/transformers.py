@@ -73,18 +73,31 @@ def _compile_once(model: Any) -> MeasurementWarning:
 def _prepare_batches(
     loaded: LoadedModel, prompts: Sequence[Prompt], config: ExperimentConfig
 ) -> tuple[list[_Batch], list[MeasurementWarning]]:
-    """Group and tokenize every batch before the window opens (left padding)."""
+    """Group and tokenize every batch before the window opens (left padding).
+
+    Each prompt is tokenized once: its token count (for grouping) and the batch tensors both
+    come from that one encoding (padding a batch's encodings gives exactly what tokenizing
+    the batch's texts with padding gives).
+    """
     from llm_energy_measure.core.batching import plan_batches
-    from llm_energy_measure.core.prompts import count_tokens
 
     tokenizer = loaded.tokenizer
-    counts = count_tokens([p.text for p in prompts], tokenizer)
+    encoded_all = tokenizer([p.text for p in prompts])
+    ids_all: list[list[int]] = list(encoded_all["input_ids"])
+    masks_all = encoded_all.get("attention_mask") or [[1] * len(ids) for ids in ids_all]
+    row_of = {p.request_id: i for i, p in enumerate(prompts)}
+    counts = [int(sum(mask)) for mask in masks_all]
     plan = plan_batches(prompts, counts, config.batching)
     device = _input_device(loaded)
     batches: list[_Batch] = []
     mixed_targets = 0
     for group in plan.batches:
-        encoded = tokenizer([p.text for p in group], return_tensors="pt", padding=True)
+        rows = [row_of[p.request_id] for p in group]
+        encoded = tokenizer.pad(
+            {"input_ids": [ids_all[r] for r in rows],
+             "attention_mask": [masks_all[r] for r in rows]},
+            padding=True, return_tensors="pt",
+        )
         max_new, min_new = new_token_limits(group, config.decoder)
         targets = {p.target_output_tokens for p in group}
         if len(targets) > 1:

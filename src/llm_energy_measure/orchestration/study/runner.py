@@ -201,9 +201,7 @@ def reconcile(store: StudyStore, study_id: str) -> StudyManifest:
     """Before running: a not-completed run whose experiment has an aggregated result is marked
     completed (it finished but the manifest write was lost); one left ``running`` by a dead
     coordinator goes back to ``pending``."""
-    from llm_energy_measure.results import FileSystemRepository
-
-    repo = FileSystemRepository(store.results_dir)
+    repo = store.layout_repository()
 
     def change(manifest: StudyManifest) -> None:
         for run in manifest.runs:
@@ -245,12 +243,9 @@ def _spec(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig) -
 
 def _checked(outcome: RunOutcome, store: StudyStore, run: StudyRun) -> RunOutcome:
     """A worker that exited cleanly must have left an aggregated result."""
-    from llm_energy_measure.results import FileSystemRepository
-
     assert run.experiment_id is not None
-    if outcome.status == "completed" and not FileSystemRepository(
-        store.results_dir
-    ).has_aggregated(run.experiment_id):
+    if outcome.status == "completed" and \
+            not store.layout_repository().has_aggregated(run.experiment_id):
         return RunOutcome("failed", "worker exited cleanly but left no aggregated result",
                           duration_s=outcome.duration_s)
     return outcome
