@@ -231,8 +231,8 @@ def test_explicit_zeus_without_the_extra_names_the_pip_command() -> None:
 
 
 def test_null_backend_measures_nothing() -> None:
-    backend = create_energy_backend(EnergyConfig(backend="null"), host="h")
-    assert backend.name == "null"
+    backend = create_energy_backend(EnergyConfig(backend="none"), host="h")
+    assert backend.name == "none"
     assert backend.measure_baseline(1.0) == {}
     reading = run_window(backend)
     metrics, warnings = build_energy_metrics(

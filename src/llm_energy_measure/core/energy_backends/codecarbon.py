@@ -197,7 +197,7 @@ class CodeCarbonBackend(BaseEnergyBackend):
             # codecarbon swallows its own exceptions; no data means it failed silently.
             raise EnergyTrackingError(
                 "codecarbon returned no energy data for the window (run with --verbose to "
-                "see its log); use energy.backend null to run without energy"
+                "see its log); use energy.backend none to run without energy"
             )
         duration_s = max(0.0, t1 - self._t0)
         hardware = ", ".join(str(h) for h in getattr(tracker, "_conf", {}).get("hardware", []))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from llm_energy_measure.config.models import EnergyConfig
+from llm_energy_measure.config.models import NO_ENERGY_BACKEND, EnergyConfig
 from llm_energy_measure.core.devices import GPU, RaplDomains, get_gpus, get_rapl_domains
 from llm_energy_measure.core.energy_backends.auto import (
     EstimatorFactory,
@@ -74,7 +74,7 @@ def create_energy_backend(
     backend's package is not installed, ConfigurationError for an unknown country/region.
     """
     kind = config.backend
-    if kind == "null":
+    if kind == NO_ENERGY_BACKEND:
         return NullBackend()
     if kind == "codecarbon" and estimator is None and not codecarbon_available():
         raise MissingExtraError("codecarbon", "codecarbon", "The codecarbon energy backend")
