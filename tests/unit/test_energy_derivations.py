@@ -79,16 +79,43 @@ def test_static_and_dynamic_split_on_a_known_case() -> None:
 
 
 def test_negative_dynamic_energy_is_clamped_and_flagged() -> None:
+    # 400 J measured against 50 W x 10 s = 500 J of idle: the split is clamped so that
+    # static + dynamic = total: static 400 J, dynamic 0 J.
     metrics, warnings = build(EnergyReading([device(energy_j=400.0)], "nvml"), {"gpu:GPU-a": 50.0})
     assert metrics is not None
     (gpu,) = metrics.devices
-    assert gpu.static_energy_j == pytest.approx(500.0)
+    assert gpu.static_energy_j == pytest.approx(400.0)
     assert gpu.dynamic_energy_j == 0.0
     assert gpu.dynamic_clamped is True
+    assert metrics.static_energy_j == pytest.approx(400.0)
     assert metrics.dynamic_energy_j == 0.0
     assert metrics.total_energy_j == pytest.approx(400.0)  # the measurement itself is kept
     assert codes(warnings) == ["negative_dynamic_energy"]
     assert "gpu:GPU-a" in warnings[0].message
+
+
+def test_static_plus_dynamic_is_the_total_for_clamped_and_unclamped_devices() -> None:
+    # The quickstart case: RAM 105.73 J over 5.2855 s against a doubled 40 W baseline (clamped:
+    # static 105.73 J), CPU 42.20 J against 3.82 W (static 20.20 J, dynamic 22.01 J).
+    reading = EnergyReading(
+        [
+            device("h:estimate:cpu", 42.20, 5.2855, kind="cpu", method="estimate",
+                   estimated=True, source="codecarbon"),
+            device("h:estimate:ram", 105.73, 5.2855, kind="dram", method="estimate",
+                   estimated=True, source="codecarbon"),
+        ],
+        "auto",
+    )
+    metrics, _ = build(reading, {"h:estimate:cpu": 3.821, "h:estimate:ram": 40.057},
+                       window_s=5.2855)
+    assert metrics is not None
+    assert metrics.static_energy_j == pytest.approx(3.821 * 5.2855 + 105.73)
+    assert metrics.dynamic_energy_j == pytest.approx(42.20 - 3.821 * 5.2855)
+    assert metrics.static_energy_j + metrics.dynamic_energy_j == pytest.approx(147.93)
+    assert metrics.total_energy_j == pytest.approx(147.93)
+    for d in metrics.devices:
+        assert d.static_energy_j is not None and d.dynamic_energy_j is not None
+        assert d.static_energy_j + d.dynamic_energy_j == pytest.approx(d.energy_j)
 
 
 def test_totals_by_kind_and_estimates() -> None:

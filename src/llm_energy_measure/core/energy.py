@@ -34,19 +34,22 @@ def split_baseline(
     """The device figure with static/dynamic energy filled in, and whether it was clamped.
 
     static_j = baseline_w x the device's own window (duration_s); dynamic_j = energy_j -
-    static_j, clamped at 0 (and ``dynamic_clamped``) when the device drew less than its idle
-    power. Without a baseline the device is returned unchanged.
+    static_j. When the device drew less than its idle power (dynamic_j < 0) the split is
+    clamped: dynamic_j = 0, static_j = energy_j, and ``dynamic_clamped`` is set, so that
+    static_j + dynamic_j = energy_j always holds. Without a baseline the device is returned
+    unchanged.
     """
     if baseline_power_w is None:
         return device, False
     static_j = baseline_power_w * device.duration_s
-    dynamic_j = device.energy_j - static_j
-    clamped = dynamic_j < 0
+    clamped = device.energy_j < static_j
+    if clamped:
+        static_j = device.energy_j
     updated = device.model_copy(
         update={
             "baseline_power_w": baseline_power_w,
             "static_energy_j": static_j,
-            "dynamic_energy_j": max(0.0, dynamic_j),
+            "dynamic_energy_j": device.energy_j - static_j,
             "dynamic_clamped": clamped,
         }
     )
@@ -92,8 +95,9 @@ def build_energy_metrics(
 ) -> tuple[EnergyMetrics | None, list[MeasurementWarning]]:
     """Energy metrics of one measured window, and every energy warning.
 
-    - Per device: static = baseline power x device window, dynamic = energy - static,
-      clamped at 0 with ``dynamic_clamped`` and a ``negative_dynamic_energy`` warning.
+    - Per device: static = baseline power x device window, dynamic = energy - static; when
+      that is negative, dynamic = 0 and static = energy (``dynamic_clamped`` and a
+      ``negative_dynamic_energy`` warning), so static + dynamic = total in every result.
     - Totals: total_energy_j sums every device; gpu/cpu/ram by kind. static/dynamic totals
       are None unless every device has a baseline (``partial_baseline`` warning otherwise).
     - mean_power_w = the sum over devices of energy / that device's own window (a process
@@ -126,8 +130,9 @@ def build_energy_metrics(
                 code="negative_dynamic_energy",
                 message=(
                     "energy over the window was below idle baseline x window for "
-                    f"{', '.join(clamped_ids)}; dynamic energy clamped to 0 (baseline drifted "
-                    "or was measured while the device was busy)"
+                    f"{', '.join(clamped_ids)}; dynamic energy clamped to 0 and static energy "
+                    "set to the total (baseline drifted or was measured while the device was "
+                    "busy)"
                 ),
             )
         )
