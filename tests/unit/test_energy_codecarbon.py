@@ -164,8 +164,8 @@ def test_a_run_window_ending_on_an_update_is_extended_past_it() -> None:
     clock.sleep(5.0)  # the engine closes the window exactly on the 5th update
     ram = next(d for d in backend.stop().devices if d.kind == "dram")
     assert ram.mean_power_w == pytest.approx(20.0)  # not (5 + 1) x 20 J / 5 s = 24 W
-    assert ram.duration_s == pytest.approx(5.05)  # waited UPDATE_GUARD_S past the update
-    assert ram.energy_j == pytest.approx(101.0)
+    assert ram.duration_s == pytest.approx(5.1)  # waited UPDATE_GUARD_S past the update
+    assert ram.energy_j == pytest.approx(102.0)
 
 
 def test_a_composite_baseline_spans_its_slowest_part_and_says_so() -> None:
@@ -180,3 +180,21 @@ def test_a_composite_baseline_spans_its_slowest_part_and_says_so() -> None:
     (note,) = [w for w in backend.stop().warnings if w.code == "idle_baseline"]
     assert note.severity == "info"
     assert "3.500 s" in note.message and "3.5 updates of codecarbon" in note.message
+
+
+def test_the_window_is_the_trackers_own_span_when_it_reports_one() -> None:
+    clock = StepClock()
+
+    class WithDuration(FakeTracker):
+        def stop(self) -> float | None:
+            super().stop()
+            self.final_emissions_data.duration = 4.002  # its start to its final update
+            return 0.0
+
+    backend = CodeCarbonBackend(host="h", tracker_factory=lambda: WithDuration(0, 2.0e-5),
+                                clock=clock)
+    backend.start()
+    clock.now = 4.0
+    ram = next(d for d in backend.stop().devices if d.kind == "dram")
+    assert ram.duration_s == pytest.approx(4.002)
+    assert ram.mean_power_w == pytest.approx(72.0 / 4.002)  # 2e-5 kWh = 72 J

@@ -235,3 +235,21 @@ def test_mean_power_uses_each_device_window_not_the_timing_window() -> None:
     assert metrics is not None
     assert metrics.mean_power_w == pytest.approx(110.0)  # not 1100 J / 8 s = 137.5 W
     assert metrics.total_energy_j == pytest.approx(1100.0)
+
+
+def test_a_deficit_within_the_baseline_resolution_is_a_note_not_a_warning() -> None:
+    # A fixed 20 W RAM estimate read as 99.9 J over 5 s against a 20 W baseline: 0.1 J
+    # (0.1% of 100 J) below it. Clamped and flagged, static = 99.9 J, but only an info note.
+    reading = EnergyReading([device("h:estimate:ram", 99.9, 5.0, kind="dram",
+                                    method="estimate", estimated=True, source="codecarbon")],
+                            "auto")
+    metrics, warnings = build(reading, {"h:estimate:ram": 20.0}, window_s=5.0)
+    assert metrics is not None
+    (ram,) = metrics.devices
+    assert (ram.static_energy_j, ram.dynamic_energy_j, ram.dynamic_clamped) == (99.9, 0.0, True)
+    assert codes(warnings) == ["dynamic_energy_zero"]
+    assert warnings[0].severity == "info" and "0.1 J" in warnings[0].message
+    # 2% below (98 J against 100 J) is beyond the 1% resolution: a warning.
+    reading.devices[0] = reading.devices[0].model_copy(update={"energy_j": 98.0})
+    _, warnings = build(reading, {"h:estimate:ram": 20.0}, window_s=5.0)
+    assert codes(warnings) == ["negative_dynamic_energy"]

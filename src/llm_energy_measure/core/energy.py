@@ -28,21 +28,30 @@ J_PER_KWH = 3.6e6
 MIN_COUNTER_WINDOW_S = MIN_WINDOW_COUNTER_PERIODS * NVML_COUNTER_UPDATE_PERIOD_S
 
 
+#: A deficit (energy below baseline power x window) of up to this fraction of baseline x
+#: window is within the resolution of an idle baseline: a constant power model (codecarbon's
+#: RAM) reads a few 0.1% apart over two windows, and counters see idle jitter. Such a split is
+#: clamped and flagged like any other but noted at info level (``dynamic_energy_zero``), not
+#: warned about as ``negative_dynamic_energy``.
+BASELINE_RESOLUTION = 0.01
+
+
 def split_baseline(
     device: DeviceEnergy, baseline_power_w: float | None
-) -> tuple[DeviceEnergy, bool]:
-    """The device figure with static/dynamic energy filled in, and whether it was clamped.
+) -> tuple[DeviceEnergy, float]:
+    """The device figure with static/dynamic energy filled in, and its deficit (J).
 
     static_j = baseline_w x the device's own window (duration_s); dynamic_j = energy_j -
     static_j. When the device drew less than its idle power (dynamic_j < 0) the split is
-    clamped: dynamic_j = 0, static_j = energy_j, and ``dynamic_clamped`` is set, so that
-    static_j + dynamic_j = energy_j always holds. Without a baseline the device is returned
-    unchanged.
+    clamped: dynamic_j = 0, static_j = energy_j, ``dynamic_clamped`` is set, and the deficit
+    (baseline x window - energy_j) is returned, so that static_j + dynamic_j = energy_j always
+    holds. Without a baseline the device is returned unchanged (deficit 0).
     """
     if baseline_power_w is None:
-        return device, False
+        return device, 0.0
     static_j = baseline_power_w * device.duration_s
-    clamped = device.energy_j < static_j
+    deficit_j = max(0.0, static_j - device.energy_j)
+    clamped = deficit_j > 0
     if clamped:
         static_j = device.energy_j
     updated = device.model_copy(
@@ -53,7 +62,34 @@ def split_baseline(
             "dynamic_clamped": clamped,
         }
     )
-    return updated, clamped
+    return updated, deficit_j
+
+
+def _clamp_warnings(clamped: Sequence[tuple[DeviceEnergy, float]]) -> list[MeasurementWarning]:
+    """``negative_dynamic_energy`` for deficits beyond BASELINE_RESOLUTION, else an info note."""
+    large = [(d, j) for d, j in clamped if j > BASELINE_RESOLUTION * (d.energy_j + j)]
+    small = [(d, j) for d, j in clamped if (d, j) not in large]
+    warnings: list[MeasurementWarning] = []
+    if large:
+        what = ", ".join(f"{d.device_id} ({j:.3g} J below)" for d, j in large)
+        warnings.append(MeasurementWarning(
+            code="negative_dynamic_energy",
+            message=(
+                f"energy over the window was below idle baseline x window for {what}; dynamic "
+                "energy clamped to 0 and static energy set to the total (baseline drifted or "
+                "was measured while the device was busy)"
+            ),
+        ))
+    if small:
+        what = ", ".join(f"{d.device_id} ({j:.3g} J)" for d, j in small)
+        warnings.append(MeasurementWarning(
+            code="dynamic_energy_zero", severity="info",
+            message=(
+                f"dynamic energy of {what} is zero within the baseline's resolution "
+                f"({BASELINE_RESOLUTION:.0%} of baseline x window): clamped to 0, static = total"
+            ),
+        ))
+    return warnings
 
 
 def peak_total_power_w(samples: Iterable[UtilisationSample]) -> float | None:
@@ -96,8 +132,9 @@ def build_energy_metrics(
     """Energy metrics of one measured window, and every energy warning.
 
     - Per device: static = baseline power x device window, dynamic = energy - static; when
-      that is negative, dynamic = 0 and static = energy (``dynamic_clamped`` and a
-      ``negative_dynamic_energy`` warning), so static + dynamic = total in every result.
+      that is negative, dynamic = 0 and static = energy (``dynamic_clamped``), so static +
+      dynamic = total in every result. A deficit beyond BASELINE_RESOLUTION draws a
+      ``negative_dynamic_energy`` warning, a smaller one a ``dynamic_energy_zero`` note.
     - Totals: total_energy_j sums every device; gpu/cpu/ram by kind. static/dynamic totals
       are None unless every device has a baseline (``partial_baseline`` warning otherwise).
     - mean_power_w = the sum over devices of energy / that device's own window (a process
@@ -118,24 +155,13 @@ def build_energy_metrics(
         return None, warnings
     baselines = baseline_power_w or {}
     devices: list[DeviceEnergy] = []
-    clamped_ids: list[str] = []
+    clamped: list[tuple[DeviceEnergy, float]] = []
     for raw in reading.devices:
-        device, clamped = split_baseline(raw, baselines.get(raw.device_id))
+        device, deficit_j = split_baseline(raw, baselines.get(raw.device_id))
         devices.append(_device_peak(device, reading.timeseries))
-        if clamped:
-            clamped_ids.append(device.device_id)
-    if clamped_ids:
-        warnings.append(
-            MeasurementWarning(
-                code="negative_dynamic_energy",
-                message=(
-                    "energy over the window was below idle baseline x window for "
-                    f"{', '.join(clamped_ids)}; dynamic energy clamped to 0 and static energy "
-                    "set to the total (baseline drifted or was measured while the device was "
-                    "busy)"
-                ),
-            )
-        )
+        if device.dynamic_clamped:
+            clamped.append((device, deficit_j))
+    warnings.extend(_clamp_warnings(clamped))
     total_j = sum(d.energy_j for d in devices)
     by_kind: dict[str, float] = defaultdict(float)
     for device in devices:

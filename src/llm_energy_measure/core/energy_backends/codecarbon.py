@@ -32,10 +32,11 @@ DEFAULT_COUNTRY_ISO_CODE = "USA"
 #: cores (on a 2-core machine it cost a few percent of the throughput at 0.1 s).
 MIN_MEASURE_POWER_S = 1.0
 #: codecarbon updates its figures every measure_power_s from a timer thread, and measures once
-#: more when stopped; a stop that coincides with a scheduled update runs concurrently with it
-#: and both count the last interval (a 1.00 s window over a 1 s poll read RAM at 40 W instead
-#: of 20 W). ``stop`` therefore never stops the tracker within this many seconds of an update.
-UPDATE_GUARD_S = 0.05
+#: more when stopped unless its last update is under 0.05 s old (that tail is then lost). A
+#: stop that coincides with a scheduled update runs concurrently with it and both count the
+#: last interval (a 1.00 s window over a 1 s poll read RAM at 40 W instead of 20 W). ``stop``
+#: therefore never stops the tracker within this many seconds of an update.
+UPDATE_GUARD_S = 0.1
 
 _J_PER_KWH = 3.6e6
 #: Countries for which codecarbon ships sub-national data.
@@ -138,8 +139,9 @@ class CodeCarbonBackend(BaseEnergyBackend):
 
     The tracker updates every ``measure_power_s`` (``update_period_s``): the idle baseline
     then spans several whole updates and a half (see ``base.baseline_window_s``), and a
-    window never closes within ``UPDATE_GUARD_S`` of an update (it is extended past it; the
-    device's ``duration_s`` is the extended window).
+    window never closes within ``UPDATE_GUARD_S`` of an update (it is extended past it). The
+    device's ``duration_s`` is the tracker's own span (``final_emissions_data.duration``), the
+    time its energy covers, else this backend's clock between start and stop.
     """
 
     name = "codecarbon"
@@ -214,7 +216,11 @@ class CodeCarbonBackend(BaseEnergyBackend):
                 "codecarbon returned no energy data for the window (run with --verbose to "
                 "see its log); use energy.backend none to run without energy"
             )
-        duration_s = max(0.0, t1 - self._t0)
+        # The tracker's own span (its start to its final update) is what its energy covers.
+        own_s = getattr(data, "duration", None)
+        duration_s = float(own_s) if isinstance(own_s, (int, float)) and own_s > 0 else (
+            max(0.0, t1 - self._t0)
+        )
         hardware = ", ".join(str(h) for h in getattr(tracker, "_conf", {}).get("hardware", []))
         label = f"codecarbon estimate ({hardware})" if hardware else "codecarbon estimate"
         figures: dict[EstimateKind, float] = {
