@@ -286,3 +286,30 @@ def test_traffic_runs_note_that_the_system_window_includes_arrival_gaps():
     assert "traffic_in_system_window" in _codes(result)
     assert result.inference.output_tokens_per_s == pytest.approx(80 / 10.0)
     assert "traffic_in_system_window" not in _codes(aggregate_results([make_raw("e", 0, 1)]))
+
+
+def test_cycle_energy_of_a_cpu_run_measured_by_the_host_leader():
+    # Two CPU processes on one host: the host leader (rank 0) measures the package and DRAM,
+    # rank 1 has nothing of its own to measure (no GPU, host domains are rank 0's). Cycle
+    # energies 18, 20, 22 J: mean 20 J, std 2 J (sample), and per output token over both
+    # ranks' 40 tokens a cycle: 0.45, 0.5, 0.55 J.
+    cpu, ram = "hostA:rapl:package-0", "hostA:rapl:package-0/dram"
+    leader_cycles = [
+        make_cycle(c, start=10.0 * c, duration_s=5.0, output_tokens=20,
+                   device_energy_j={cpu: cpu_j, ram: 2.0})
+        for c, cpu_j in enumerate((16.0, 18.0, 20.0))
+    ]
+    other_cycles = [make_cycle(c, start=10.0 * c, duration_s=5.0, output_tokens=20)
+                    for c in range(3)]
+    raws = [
+        make_raw("exp", 0, 2, start=0.0, duration_s=25.0, cycles=leader_cycles,
+                 devices=[make_device(cpu, 54.0, kind="cpu"), make_device(ram, 6.0, kind="dram")]),
+        make_raw("exp", 1, 2, start=0.0, duration_s=25.0, cycles=other_cycles,
+                 devices=[], with_energy=False, local_rank=1),
+    ]
+    result = aggregate_results(raws)
+    assert "energy_missing" not in _codes(result)
+    energy = result.cycle_stats["energy_j"]
+    assert (energy.n, energy.mean, energy.std) == (3, pytest.approx(20.0), pytest.approx(2.0))
+    ept = result.cycle_stats["energy_per_output_token_j"]
+    assert ept.mean == pytest.approx(0.5) and ept.std == pytest.approx(0.05)

@@ -303,15 +303,23 @@ def _emissions(
     return (sum(present) if present else None), None, None, pue, warning
 
 
-def cycle_energy_j(parts: Sequence[tuple[dict[str, float], float | None]]) -> float | None:
+def cycle_energy_j(
+    parts: Sequence[tuple[dict[str, float], float | None]],
+    covered: Sequence[bool] | None = None,
+) -> float | None:
     """Energy of one cycle over processes, each device once (largest reading).
 
     ``parts`` holds (device id -> J, process total J or None) per process. A
-    process without per-device figures adds its total as is; None when a process has neither.
+    process without per-device figures adds its total as is; None when a process has neither,
+    unless ``covered`` (aligned with ``parts``) says that another process measured everything
+    it runs on (``covered_by_host_leader``: a CPU process whose host leader measured the host).
     """
     by_device: dict[str, float] = {}
     extra_j = 0.0
-    for device_energy_j, energy_j in parts:
+    flags = covered if covered is not None else [False] * len(parts)
+    for (device_energy_j, energy_j), is_covered in zip(parts, flags, strict=True):
+        if is_covered and not device_energy_j and energy_j is None:
+            continue
         if device_energy_j:
             for device_id, joules in device_energy_j.items():
                 by_device[device_id] = max(joules, by_device.get(device_id, joules))
