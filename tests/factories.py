@@ -143,8 +143,10 @@ def make_energy(
     """Per-process energy totals computed from ``devices`` as a process would report them."""
     total = sum(d.energy_j for d in devices)
 
-    def by_kind(kind: str) -> float:
-        return sum(d.energy_j for d in devices if d.kind == kind)
+    def by_kind(kind: str) -> float | None:
+        """Sum over the devices of ``kind``; None (unmeasured) when there is none."""
+        of_kind = [d.energy_j for d in devices if d.kind == kind]
+        return sum(of_kind) if of_kind else None
 
     statics = [d.static_energy_j for d in devices]
     dynamics = [d.dynamic_energy_j for d in devices]

@@ -313,3 +313,37 @@ def test_cycle_energy_of_a_cpu_run_measured_by_the_host_leader():
     assert (energy.n, energy.mean, energy.std) == (3, pytest.approx(20.0), pytest.approx(2.0))
     ept = result.cycle_stats["energy_per_output_token_j"]
     assert ept.mean == pytest.approx(0.5) and ept.std == pytest.approx(0.05)
+
+
+def test_an_absent_device_kind_is_null_with_its_reason_aggregated_and_in_csv(tmp_path):
+    import csv
+
+    from llm_energy_measure.domain import UnmeasuredEnergy
+    from llm_energy_measure.results.export.exporters import export_csv
+
+    cpu = "hostA:rapl:package-0"
+    leader = make_raw("exp", 0, 2, devices=[make_device(cpu, 60.0, kind="cpu")])
+    leader = leader.model_copy(update={"energy": leader.energy.model_copy(update={
+        "unmeasured": UnmeasuredEnergy(gpu_energy_j="no GPU is visible to this process")})})
+    other = make_raw("exp", 1, 2, devices=[], with_energy=False, local_rank=1)
+    result = aggregate_results([leader, other])
+    assert result.energy.gpu_energy_j is None and result.energy.ram_energy_j is None
+    assert result.energy.cpu_energy_j == pytest.approx(60.0)
+    assert result.energy.unmeasured.gpu_energy_j == "no GPU is visible to this process"
+    assert result.energy.unmeasured.ram_energy_j == "not measured by any process"
+    path = export_csv([result], tmp_path / "r.csv")
+    with path.open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["energy.gpu_energy_j"] == ""  # null, not 0.0
+    assert row["energy.cpu_energy_j"] == "60.0"
+    assert row["energy.unmeasured.gpu_energy_j"] == "no GPU is visible to this process"
+
+
+def test_gpu_memory_of_cpu_processes_is_null_with_the_reason():
+    from llm_energy_measure.domain import MemoryStats
+
+    why = "no CUDA device holds memory in this process (CPU run)"
+    memory = MemoryStats(cpu_peak_rss_bytes=5_000, gpu_unmeasured=why)
+    result = aggregate_results([make_raw("exp", i, 2, memory=memory) for i in range(2)])
+    assert result.memory.gpu_peak_allocated_bytes is None
+    assert result.memory.gpu_unmeasured == why

@@ -253,3 +253,25 @@ def test_a_deficit_within_the_baseline_resolution_is_a_note_not_a_warning() -> N
     reading.devices[0] = reading.devices[0].model_copy(update={"energy_j": 98.0})
     _, warnings = build(reading, {"h:estimate:ram": 20.0}, window_s=5.0)
     assert codes(warnings) == ["negative_dynamic_energy"]
+
+
+def test_a_cpu_only_reading_has_no_gpu_figure_and_says_why() -> None:
+    reading = EnergyReading(
+        [device("h:rapl:package-0", 42.0, kind="cpu", source="rapl"),
+         device("h:rapl:package-0/dram", 6.0, kind="dram", source="rapl")],
+        "auto",
+        unmeasured={"gpu": "no GPU is visible to this process"},
+    )
+    metrics, _ = build(reading)
+    assert metrics is not None
+    assert metrics.gpu_energy_j is None  # not 0.0: nothing was measured
+    assert (metrics.cpu_energy_j, metrics.ram_energy_j) == (42.0, 6.0)
+    assert metrics.unmeasured.gpu_energy_j == "no GPU is visible to this process"
+    assert metrics.unmeasured.cpu_energy_j is None
+    # Without a baseline, static/dynamic are unmeasured too; no sampler, no peak power.
+    assert metrics.static_energy_j is None and metrics.dynamic_energy_j is None
+    assert "energy.baseline.enabled: false" in (metrics.unmeasured.static_energy_j or "")
+    assert metrics.peak_power_w is None and metrics.unmeasured.peak_power_w
+    dumped = metrics.model_dump(mode="json")
+    assert dumped["gpu_energy_j"] is None
+    assert dumped["unmeasured"]["gpu_energy_j"] == "no GPU is visible to this process"

@@ -38,6 +38,9 @@ def test_csv_has_one_row_per_run_with_param_columns(study, tmp_path):
     assert first["param.batching.batch_size"] == "1"
     assert first["param.model.precision"] == "float32"
     assert float(first["energy.total_energy_j"]) == pytest.approx(point_energy_j(1, "float32", 0))
+    # GPU-only runs: the CPU figure is null with its reason, never 0.
+    assert first["energy.cpu_energy_j"] == ""
+    assert first["energy.unmeasured.cpu_energy_j"] == "not measured by any process"
     assert [r["cycle"] for r in rows[:3]] == ["0", "1", "2"]
 
 

@@ -41,6 +41,8 @@ from llm_energy_measure.domain import ComputeMetrics, FlopsResult, MemoryStats, 
 from llm_energy_measure.exceptions import ConfigurationError
 
 #: Bytes per element of the KV cache, by compute dtype key.
+#: Why GPU memory peaks are None on a process that holds no CUDA memory.
+NO_CUDA_MEMORY = "no CUDA device holds memory in this process (CPU run)"
 _DTYPE_BYTES = {"float32": 4, "tf32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "int8": 1}
 
 PeakLookup = Callable[[str, str], DevicePeak | None]
@@ -374,6 +376,7 @@ class ComputeMetricsCollector:
             gpu_peak_allocated_bytes=allocated,
             gpu_peak_reserved_bytes=reserved,
             cpu_peak_rss_bytes=self._rss.stop(),
+            gpu_unmeasured=None if self._devices else NO_CUDA_MEMORY,
         )
 
     # compute -----------------------------------------------------------------------------

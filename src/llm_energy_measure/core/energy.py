@@ -20,10 +20,17 @@ from llm_energy_measure.domain import (
     DeviceEnergy,
     EnergyMetrics,
     MeasurementWarning,
+    UnmeasuredEnergy,
     UtilisationSample,
 )
 
 J_PER_KWH = 3.6e6
+#: (EnergyMetrics field, device kind, label) of the per-kind energy totals.
+KIND_FIELDS = (
+    ("gpu_energy_j", "gpu", "GPU"),
+    ("cpu_energy_j", "cpu", "CPU package"),
+    ("ram_energy_j", "dram", "DRAM"),
+)
 #: Shortest window (s) for which NVML energy counter deltas are trusted.
 MIN_COUNTER_WINDOW_S = MIN_WINDOW_COUNTER_PERIODS * NVML_COUNTER_UPDATE_PERIOD_S
 
@@ -135,8 +142,10 @@ def build_energy_metrics(
       that is negative, dynamic = 0 and static = energy (``dynamic_clamped``), so static +
       dynamic = total in every result. A deficit beyond BASELINE_RESOLUTION draws a
       ``negative_dynamic_energy`` warning, a smaller one a ``dynamic_energy_zero`` note.
-    - Totals: total_energy_j sums every device; gpu/cpu/ram by kind. static/dynamic totals
-      are None unless every device has a baseline (``partial_baseline`` warning otherwise).
+    - Totals: total_energy_j sums every device; gpu/cpu/ram by kind, None for a kind with no
+      device (reason in ``unmeasured``: the reading's, else a generic one). static/dynamic
+      totals are None unless every device has a baseline (``partial_baseline`` warning when
+      some have one).
     - mean_power_w = the sum over devices of energy / that device's own window (a process
       that waits for the others at the closing barrier measures energy over a longer window
       than its timing window_s); total / window_s when a device has no duration.
@@ -166,6 +175,12 @@ def build_energy_metrics(
     by_kind: dict[str, float] = defaultdict(float)
     for device in devices:
         by_kind[device.kind] += device.energy_j
+    unmeasured = {
+        field: reading.unmeasured.get(kind)
+        or f"no {label} figure in this measurement ({reading.backend} backend)"
+        for field, kind, label in KIND_FIELDS
+        if kind not in by_kind
+    }
 
     without_baseline = [d.device_id for d in devices if d.static_energy_j is None]
     static_j: float | None = None
@@ -174,15 +189,20 @@ def build_energy_metrics(
         static_j = sum(d.static_energy_j or 0.0 for d in devices)
         dynamic_j = sum(d.dynamic_energy_j or 0.0 for d in devices)
     elif baseline_power_w:
+        why = f"no idle baseline for {', '.join(without_baseline)}"
+        unmeasured.update(static_energy_j=why, dynamic_energy_j=why)
         warnings.append(
             MeasurementWarning(
                 code="partial_baseline",
-                message=(
-                    f"no idle baseline for {', '.join(without_baseline)}: static/dynamic totals "
-                    "are not reported (per-device figures are)"
-                ),
+                message=f"{why}: static/dynamic totals are not reported (per-device figures are)",
             )
         )
+    else:
+        why = (
+            "no idle baseline was measured (energy.baseline.enabled: false)"
+            if baseline_power_w is None else "the idle baseline measured no device"
+        )
+        unmeasured.update(static_energy_j=why, dynamic_energy_j=why)
 
     uses_gpu_counter = any(d.kind == "gpu" and d.method == "counter" for d in devices)
     if uses_gpu_counter and window_s < MIN_COUNTER_WINDOW_S:
@@ -208,20 +228,23 @@ def build_energy_metrics(
         total_j / J_PER_KWH * intensity * config.pue if intensity is not None else None
     )
 
+    peak_power = peak_total_power_w(reading.timeseries)
+    if peak_power is None:
+        unmeasured["peak_power_w"] = "no power samples (only sampled devices, e.g. GPUs, have them)"
     metrics = EnergyMetrics(
         devices=tuple(devices),
         backend=reading.backend,
         total_energy_j=total_j,
-        gpu_energy_j=by_kind["gpu"],
-        cpu_energy_j=by_kind["cpu"],
-        ram_energy_j=by_kind["dram"],
+        gpu_energy_j=by_kind.get("gpu"),
+        cpu_energy_j=by_kind.get("cpu"),
+        ram_energy_j=by_kind.get("dram"),
         static_energy_j=static_j,
         dynamic_energy_j=dynamic_j,
         estimated=any(d.estimated for d in devices),
         methods=tuple(sorted({d.method for d in devices})),
         duration_s=window_s,
         mean_power_w=_mean_power_w(devices, total_j, window_s),
-        peak_power_w=peak_total_power_w(reading.timeseries),
+        peak_power_w=peak_power,
         energy_per_output_token_j=total_j / output_tokens if output_tokens > 0 else None,
         energy_per_request_j=total_j / num_requests if num_requests > 0 else None,
         output_tokens_per_j=output_tokens / total_j if total_j > 0 else None,
@@ -229,5 +252,6 @@ def build_energy_metrics(
         carbon_intensity_g_per_kwh=intensity,
         carbon_intensity_source=intensity_source,
         pue=config.pue,
+        unmeasured=UnmeasuredEnergy(**unmeasured),
     )
     return metrics, warnings

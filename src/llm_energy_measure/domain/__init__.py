@@ -14,6 +14,7 @@ from llm_energy_measure.domain.metrics import (
     MetricStats,
     RequestRecord,
     Timestamps,
+    UnmeasuredEnergy,
     UtilisationSample,
 )
 from llm_energy_measure.domain.model_info import ModelInfo, QuantizationSpec
@@ -45,5 +46,6 @@ __all__ = [
     "RawProcessResult",
     "RequestRecord",
     "Timestamps",
+    "UnmeasuredEnergy",
     "UtilisationSample",
 ]

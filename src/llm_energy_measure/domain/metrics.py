@@ -171,19 +171,39 @@ class DeviceEnergy(FrozenModel):
     dynamic_clamped: bool = False
 
 
+class UnmeasuredEnergy(FrozenModel):
+    """Why an energy figure is None: one reason per field of EnergyMetrics that can be
+    unmeasured (None where the figure was measured). A fixed set of fields, so that every
+    export has the same columns."""
+
+    gpu_energy_j: str | None = None
+    cpu_energy_j: str | None = None
+    ram_energy_j: str | None = None
+    static_energy_j: str | None = None
+    dynamic_energy_j: str | None = None
+    peak_power_w: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """The reasons given, by field name."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class EnergyMetrics(FrozenModel):
     """Energy over a window: per-device figures plus totals and derived ratios.
 
     ``estimated`` is true when any figure is an estimate. Static energy = idle baseline power x
-    window; dynamic = total - static (clamped at zero and flagged when negative).
+    window; dynamic = total - static (clamped at zero and flagged when negative; static +
+    dynamic = total). A figure of a device or domain that was not measured (``gpu_energy_j`` on
+    a host without GPU, static/dynamic without a baseline) is None, never 0, and
+    ``unmeasured`` gives the reason under its field name.
     """
 
     devices: tuple[DeviceEnergy, ...] = ()
     backend: str
     total_energy_j: float
-    gpu_energy_j: float = 0.0
-    cpu_energy_j: float = 0.0
-    ram_energy_j: float = 0.0
+    gpu_energy_j: float | None = None
+    cpu_energy_j: float | None = None
+    ram_energy_j: float | None = None
     static_energy_j: float | None = None
     dynamic_energy_j: float | None = None
     estimated: bool
@@ -198,6 +218,7 @@ class EnergyMetrics(FrozenModel):
     carbon_intensity_g_per_kwh: float | None = None
     carbon_intensity_source: str | None = None
     pue: float = 1.0
+    unmeasured: UnmeasuredEnergy = UnmeasuredEnergy()
 
 
 FlopsMethod = Literal["analytic", "flop_counter", "calflops", "parameter_estimate"]
@@ -229,12 +250,14 @@ class ComputeMetrics(FrozenModel):
 
 
 class MemoryStats(FrozenModel):
-    """Memory over the measured window. GPU peaks are reset at the window start."""
+    """Memory over the measured window. GPU peaks are reset at the window start; they are
+    None (never 0) without a CUDA device, and ``gpu_unmeasured`` then says why."""
 
     model_weights_bytes: int | None = None
     gpu_peak_allocated_bytes: int | None = None
     gpu_peak_reserved_bytes: int | None = None
     cpu_peak_rss_bytes: int | None = None
+    gpu_unmeasured: str | None = None
 
 
 class UtilisationSample(FrozenModel):

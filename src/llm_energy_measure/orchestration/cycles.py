@@ -69,6 +69,7 @@ def combine_readings(readings: Sequence[EnergyReading]) -> EnergyReading:
         timeseries=[s for r in readings for s in r.timeseries],
         carbon_intensity_g_per_kwh=first.carbon_intensity_g_per_kwh,
         carbon_intensity_source=first.carbon_intensity_source,
+        unmeasured=dict(first.unmeasured),
     )
 
 
@@ -101,9 +102,14 @@ def peak_memory(stats: Sequence[MemoryStats]) -> MemoryStats:
         values = [getattr(s, name) for s in stats if getattr(s, name) is not None]
         return max(values) if values else None
 
+    allocated = top("gpu_peak_allocated_bytes")
     return MemoryStats(
         model_weights_bytes=top("model_weights_bytes"),
-        gpu_peak_allocated_bytes=top("gpu_peak_allocated_bytes"),
+        gpu_peak_allocated_bytes=allocated,
         gpu_peak_reserved_bytes=top("gpu_peak_reserved_bytes"),
         cpu_peak_rss_bytes=top("cpu_peak_rss_bytes"),
+        gpu_unmeasured=(
+            None if allocated is not None
+            else next((s.gpu_unmeasured for s in stats if s.gpu_unmeasured), None)
+        ),
     )

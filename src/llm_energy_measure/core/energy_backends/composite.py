@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from loguru import logger
 
@@ -38,6 +38,7 @@ class CompositeBackend(BaseEnergyBackend):
     first and counter readers last: the counters then bracket the window most tightly.
     ``sampler`` (optional) adds a time series when no part samples (CPU-only hosts).
     ``notes`` are warnings known before the window (e.g. why a fallback was chosen).
+    ``unmeasured`` (device kind -> why) goes on every reading (``EnergyReading.unmeasured``).
     ``on_close`` callbacks release resources the composite owns (e.g. an NVML session).
     ``update_period_s`` is that of the slowest part, so the idle baseline spans enough
     updates of every part; ``sleep`` is how the baseline idles (a fake clock in tests).
@@ -54,8 +55,10 @@ class CompositeBackend(BaseEnergyBackend):
         carbon_intensity_source: str | None = None,
         on_close: Sequence[Callable[[], None]] = (),
         sleep: Callable[[float], None] = time.sleep,
+        unmeasured: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        self.unmeasured = dict(unmeasured or {})
         self.parts = list(parts)
         self.sampler = sampler
         self.notes = list(notes)
@@ -140,6 +143,7 @@ class CompositeBackend(BaseEnergyBackend):
             timeseries=timeseries,
             carbon_intensity_g_per_kwh=self.carbon_intensity_g_per_kwh,
             carbon_intensity_source=self.carbon_intensity_source,
+            unmeasured=dict(self.unmeasured),
         )
 
     def close(self) -> None:

@@ -110,7 +110,33 @@ def create_energy_backend(
         carbon_intensity_g_per_kwh=intensity,
         carbon_intensity_source=source,
         on_close=on_close,
+        unmeasured=unmeasured_reasons(kind, len(gpu_list), is_host_leader, more_notes),
     )
+
+
+def unmeasured_reasons(
+    kind: str, num_gpus: int, is_host_leader: bool, notes: Sequence[MeasurementWarning]
+) -> dict[str, str]:
+    """Why this process's backend has no figure for a device kind (``gpu``, ``cpu``,
+    ``dram``), for the kinds it knows it will not measure."""
+    reasons: dict[str, str] = {}
+    if kind == "rapl":
+        reasons["gpu"] = "energy.backend rapl measures the CPU package and DRAM only"
+    elif num_gpus == 0:
+        reasons["gpu"] = "no GPU is visible to this process"
+    if not is_host_leader:
+        host = (
+            "not measured by this process: the CPU package and DRAM are measured once per "
+            "host, by its host leader (local rank 0)"
+        )
+        reasons.update(cpu=host, dram=host)
+    elif kind == "nvml":
+        reasons.update(cpu="energy.backend nvml measures GPUs only",
+                       dram="energy.backend nvml measures GPUs only")
+    elif any(n.code == "host_energy_unmeasured" for n in notes):
+        why = "no readable RAPL counter and codecarbon is not installed"
+        reasons.update(cpu=why, dram=why)
+    return reasons
 
 
 def _parts(

@@ -454,11 +454,16 @@ def _max_field(raws: Sequence[RawProcessResult], name: str) -> int | None:
 
 def _aggregate_memory(raws: Sequence[RawProcessResult]) -> MemoryStats:
     """Largest per-process peaks (a per-device figure); model weights of the first process."""
+    allocated = _max_field(raws, "gpu_peak_allocated_bytes")
     return MemoryStats(
         model_weights_bytes=raws[0].memory.model_weights_bytes,
-        gpu_peak_allocated_bytes=_max_field(raws, "gpu_peak_allocated_bytes"),
+        gpu_peak_allocated_bytes=allocated,
         gpu_peak_reserved_bytes=_max_field(raws, "gpu_peak_reserved_bytes"),
         cpu_peak_rss_bytes=_max_field(raws, "cpu_peak_rss_bytes"),
+        gpu_unmeasured=(
+            None if allocated is not None
+            else next((r.memory.gpu_unmeasured for r in raws if r.memory.gpu_unmeasured), None)
+        ),
     )
 
 
