@@ -149,3 +149,46 @@ def test_cli_results_compare(tmp_path):
     assert missing.stderr.strip().splitlines() == [
         "error: experiment 'zz' has no aggregated result; run `llm-energy-measure aggregate "
         "zz` (list results with `llm-energy-measure results list --all`)"]
+
+
+def test_every_estimated_energy_figure_is_marked_in_the_table():
+    text = format_comparison([_agg("a", config=CFG_A), _agg("b", config=CFG_B, estimated=True)])
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[2:4]}
+    # J/token 160 J / 80 tokens = 2, power 160 J / 10 s = 16.0 W: both marked for b only.
+    assert rows["a"][5:9] == ["2", "20.00", "5.00", "16.0"]
+    assert rows["b"][5:9] == ["2*", "20.00", "5.00", "16.0*"]
+
+
+def test_cli_summary_marks_every_figure_derived_from_estimated_energy():
+    from llm_energy_measure.console.rendering import cycle_stat_lines, summary_pairs
+
+    def rows(result):
+        return {label: str(value) for label, value in summary_pairs(result)}
+
+    raw = make_raw("e", duration_s=10.0, carbon_intensity_g_per_kwh=400.0, devices=[
+        make_device("h:estimate:cpu", 100.0, kind="cpu", method="estimate", estimated=True,
+                    baseline_power_w=4.0),
+        make_device("h:estimate:ram", 200.0, kind="dram", method="estimate", estimated=True,
+                    baseline_power_w=20.0)])
+    estimated = rows(aggregate_results([raw], now=0.0))
+    # 300 J, dynamic 100 - 40 + 200 - 200 = 60 J, 80 tokens: 3.75 J/token, 300 J / 10 s = 30 W.
+    assert estimated["energy total"].startswith("300.000 J (ESTIMATE, not a measurement")
+    assert estimated["energy dynamic"] == "60.000 J (estimate)"
+    assert estimated["energy per output token"] == "3.75 J (estimate)"
+    assert estimated["mean power"] == "30 W (estimate)"
+    assert estimated["emissions"].endswith("(estimate)")
+    measured = rows(_agg("a", config=CFG_A))
+    assert "estimate" not in " ".join(measured.values()).lower()
+    from tests.factories import make_cycle
+
+    cycled = raw.model_copy(update={"cycles": (
+        make_cycle(0, start=1000.0, duration_s=5.0, output_tokens=40,
+                   device_energy_j={"h:estimate:cpu": 50.0, "h:estimate:ram": 100.0}),
+        make_cycle(1, start=1005.0, duration_s=5.0, output_tokens=40,
+                   device_energy_j={"h:estimate:cpu": 50.0, "h:estimate:ram": 100.0}),
+    )})
+    lines = {line.split(":")[0]: line for line in cycle_stat_lines(
+        aggregate_results([cycled], now=0.0))}
+    assert lines["energy_j"].startswith("energy_j: mean 150 (estimate) ± CI95")
+    assert "(estimate)" in lines["energy_per_output_token_j"]
+    assert "(estimate)" not in lines["output_tokens_per_s"]

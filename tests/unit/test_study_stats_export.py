@@ -107,3 +107,21 @@ def test_parquet_without_pyarrow(study, tmp_path, monkeypatch):
 def test_swept_keys_first_seen_order(study):
     manifest, _ = study
     assert swept_keys(manifest) == ["batching.batch_size", "model.precision"]
+
+
+def test_point_stats_say_which_energy_figures_are_estimates(tmp_path):
+    from tests.unit.test_report import build_study
+
+    manifest, repo = build_study(tmp_path / "results", estimated_points=("b2-float16",))
+    export_study(manifest, repo, "json", tmp_path / "study.json",
+                 point_stats_path=tmp_path / "points.json")
+    points = {p["point_id"]: p for p in json.loads((tmp_path / "points.json").read_text())}
+    for key in ("energy_per_output_token_j", "total_energy_j", "mean_power_w"):
+        assert points["b2-float16"][f"{key}.estimated"] is True
+        assert points["b1-float32"][f"{key}.estimated"] is False
+    assert "output_tokens_per_s.estimated" not in points["b2-float16"]  # not from energy
+    export_study(manifest, repo, "csv", tmp_path / "runs.csv",
+                 point_stats_path=tmp_path / "points.csv")
+    rows = {r["point_id"]: r for r in _read_csv(tmp_path / "points.csv")}
+    assert rows["b2-float16"]["mean_power_w.estimated"] == "True"
+    assert rows["b1-float32"]["mean_power_w.estimated"] == "False"

@@ -1,9 +1,10 @@
 """Side-by-side comparison of aggregated results: headline rows, config diff, caveat notes.
 
 The rows keep each figure in its stored unit (tok/s, J, s, W, MFU as a fraction); the text
-table converts latencies to milliseconds and MFU to percent, and marks estimated energy with
-``*``. The notes say when figures are not like for like (estimated against measured energy,
-different energy coverage), because such a comparison must not pass silently.
+table converts latencies to milliseconds and MFU to percent, and marks every figure derived
+from estimated energy (J/token, power) with ``*``. The notes say when figures are not like
+for like (estimated against measured energy, different energy coverage), because such a
+comparison must not pass silently.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def format_comparison(results: Sequence[AggregatedResult]) -> str:
                 _num(r.energy_per_output_token_j, ".4g") + ("*" if r.energy_estimated else ""),
                 _num(r.ttft_p50_s, ".2f", 1000.0),
                 _num(r.itl_p50_s, ".2f", 1000.0),
-                _num(r.mean_power_w, ".1f"),
+                _num(r.mean_power_w, ".1f") + ("*" if r.energy_estimated else ""),
                 _num(r.mfu, ".2f", 100.0),
             )
             for r in rows

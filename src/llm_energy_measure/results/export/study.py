@@ -6,7 +6,8 @@ column per swept key (the point's override; empty when the point does not set it
 in the column names). Point rows hold ``point_id``, ``point_label``, the ``param.*`` columns,
 ``runs`` and, for every headline metric (``study_stats.HEADLINE_METRICS``), ``<metric>.n``,
 ``.mean``, ``.std``, ``.cv``, ``.ci95_low``, ``.ci95_high`` and ``.high_variance`` over the
-point's runs (only ``n`` and ``mean`` with a single run).
+point's runs (only ``n`` and ``mean`` with a single run); metrics derived from energy also have
+``<metric>.estimated`` (true when any run's energy is an estimate, empty without energy).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.results.analysis.study_stats import (
     HEADLINE_METRICS,
+    energy_estimated,
     load_study_results,
     point_statistics,
     point_values,
@@ -95,10 +97,13 @@ def point_rows(
             **_params(point.overrides, keys),
             "runs": len(runs),
         }
+        estimated = energy_estimated(runs)
         for metric in HEADLINE_METRICS:
             found = values[point.point_id][metric.key]
             s = stats[point.point_id].get(metric.key)
             row[f"{metric.key}.n"] = len(found)
+            if metric.from_energy:
+                row[f"{metric.key}.estimated"] = estimated
             row[f"{metric.key}.mean"] = (
                 s.mean if s is not None else (found[0] if found else None)
             )
