@@ -125,3 +125,23 @@ def test_point_stats_say_which_energy_figures_are_estimates(tmp_path):
     rows = {r["point_id"]: r for r in _read_csv(tmp_path / "points.csv")}
     assert rows["b2-float16"]["mean_power_w.estimated"] == "True"
     assert rows["b1-float32"]["mean_power_w.estimated"] == "False"
+
+
+def test_point_stats_name_the_interval_method():
+    from llm_energy_measure.results.analysis.stats import metric_stats
+
+    noisy = metric_stats([0.1, 0.2, 0.84])
+    steady = metric_stats([1.0, 1.1, 0.9])
+    assert (noisy.ci_method, noisy.too_noisy) == ("log_scale", True)
+    assert (steady.ci_method, steady.too_noisy) == ("student_t", False)
+
+
+def test_point_stats_columns_carry_the_interval_method(study, tmp_path):
+    manifest, repo = study
+    export_study(manifest, repo, "csv", tmp_path / "runs.csv",
+                 point_stats_path=tmp_path / "points.csv")
+    first = _read_csv(tmp_path / "points.csv")[0]
+    # 150, 153, 156 J over 80 tokens: a tight interval, Student t, rankable.
+    assert first["energy_per_output_token_j.ci_method"] == "student_t"
+    assert first["energy_per_output_token_j.too_noisy"] == "False"
+    assert float(first["energy_per_output_token_j.ci95_low"]) > 0

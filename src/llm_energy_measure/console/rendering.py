@@ -95,8 +95,16 @@ def cycle_stat_lines(result: AggregatedResult) -> list[str]:
         mark = ESTIMATE_MARK if estimated and stat_name.startswith("energy") else ""
         lines.append(f"{stat_name}: mean {stat.mean:.4g}{mark} ± CI95 [{stat.ci95_low:.4g}, "
                      f"{stat.ci95_high:.4g}] over {stat.n} cycles"
+                     + _CI_NOTES.get(stat.ci_method, "")
                      + (" (high variance)" if stat.high_variance else ""))
     return lines
+
+
+#: How a CI other than Student t is named where it is shown.
+_CI_NOTES = {
+    "log_scale": " (log-scale CI: the t interval crossed 0; too noisy to rank)",
+    "student_t_floor": " (t CI floored at 0; too noisy to rank)",
+}
 
 
 def print_summary(result: AggregatedResult) -> None:

@@ -272,8 +272,18 @@ class UtilisationSample(FrozenModel):
     sm_clock_mhz: float | None = None
 
 
+CiMethod = Literal["student_t", "log_scale", "student_t_floor"]
+
+
 class MetricStats(FrozenModel):
-    """Statistics of a headline metric over repeated cycles (95% CI from Student t)."""
+    """Statistics of a headline metric over repeated cycles or runs, with a 95% CI.
+
+    ``ci_method``: ``student_t`` (mean +- t x std / sqrt(n)) where that interval stays within
+    what the quantity can be; for a positive quantity whose t interval crosses zero,
+    ``log_scale`` (the t interval of log(mean): mean / f .. mean x f, f = exp(t x cv /
+    sqrt(n))), or ``student_t_floor`` (lower bound 0) when some value is 0. ``too_noisy``
+    flags those points: the spread is as large as the mean, too noisy to rank.
+    """
 
     n: int
     mean: float
@@ -282,6 +292,8 @@ class MetricStats(FrozenModel):
     ci95_low: float
     ci95_high: float
     high_variance: bool = False
+    ci_method: CiMethod = "student_t"
+    too_noisy: bool = False
 
 
 class CycleMetrics(FrozenModel):
