@@ -285,3 +285,35 @@ def test_outputs_are_decoded_after_the_window_closes(
                         on_window_close=lambda: closed.append(True))
     assert len(decoded_while_open) == len(TEXTS) and not any(decoded_while_open)
     assert all(r.output_text is not None for r in out.requests)
+
+
+def test_ranks_send_their_share_of_one_system_wide_arrival_process() -> None:
+    from llm_energy_measure.core.batching import shard_prompts
+    from llm_energy_measure.core.timing import workload_arrival_times
+
+    cfg = _config(traffic={"enabled": True, "mode": "poisson", "rate_per_s": 4.0})
+    prompts = _prompts()  # 7 prompts, request ids 0..6
+    system = arrival_times(len(prompts), cfg.traffic, cfg.seed)
+    shards = [shard_prompts(prompts, [len(p.text) for p in prompts], 2, rank) for rank in (0, 1)]
+    sent = {
+        p.request_id: t
+        for shard in shards
+        for p, t in zip(shard, workload_arrival_times(shard, cfg.traffic, cfg.seed), strict=True)
+    }
+    # Every request arrives exactly once, at its time in the one system process: the two
+    # ranks together send 7 arrivals at 4 requests/s, not two copies of the same schedule.
+    assert sent == dict(enumerate(system))
+    assert len(set(sent.values())) == len(prompts)
+
+
+def test_a_shard_is_submitted_at_its_own_requests_arrivals(tiny: LoadedModel) -> None:
+    # Constant 10 requests/s over the workload: request i arrives at i / 10 s. The shard of
+    # requests 1 and 3 (rank 1 of 2) is submitted at 0.1 s and 0.3 s, not at 0 and 0.1 s.
+    cfg = _config(traffic={"enabled": True, "mode": "constant", "rate_per_s": 10.0},
+                  batching={"batch_size": 1})
+    shard = [p for p in _prompts()[:4] if p.request_id in (1, 3)]
+    out = run_inference(tiny, shard, cfg)
+    assert [r.submitted_s for r in out.requests] == pytest.approx([0.1, 0.3])
+    (note,) = [w for w in out.warnings if w.code == "traffic_arrivals"]
+    assert "one system-wide constant process at 10 requests/s" in note.message
+    assert "sharded by request" in note.message

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from llm_energy_measure.config.models import TrafficConfig
+from llm_energy_measure.core.types import Prompt
+from llm_energy_measure.domain import MeasurementWarning
 
 
 def uses_cuda(device: str) -> bool:
@@ -80,6 +82,34 @@ def arrival_times(count: int, traffic: TrafficConfig, seed: int) -> list[float]:
             t_s += rng.expovariate(traffic.rate_per_s) if traffic.mode == "poisson" else gap_s
         times.append(t_s)
     return times
+
+
+def workload_arrival_times(
+    prompts: Sequence[Prompt], traffic: TrafficConfig, seed: int
+) -> list[float]:
+    """Arrival times (s after the window opens) of ``prompts`` in the system's arrival process.
+
+    ``traffic.rate_per_s`` is the rate of the whole system: one process of arrivals is drawn
+    over the whole workload (``arrival_times`` in request-id order; a prompt's ``request_id``
+    is its index in the workload) and each prompt takes the arrival of its own id. A process
+    running a shard thus sends its share of one system-wide schedule, and all processes
+    together send at the configured rate (the draws are sequential, so the first ``k``
+    arrivals do not depend on how many more are drawn).
+    """
+    if not prompts:
+        return []
+    system = arrival_times(max(p.request_id for p in prompts) + 1, traffic, seed)
+    return [system[p.request_id] for p in prompts]
+
+
+def arrivals_note(traffic: TrafficConfig, seed: int, count: int) -> MeasurementWarning:
+    """The info note that records how simulated arrivals were drawn."""
+    return MeasurementWarning(
+        code="traffic_arrivals", severity="info",
+        message=f"arrivals: one system-wide {traffic.mode} process at {traffic.rate_per_s:g} "
+                f"requests/s (seed {seed}) sharded by request; this process sent {count} of "
+                "them",
+    )
 
 
 def latencies(

@@ -23,11 +23,12 @@ from loguru import logger
 
 from llm_energy_measure.core.generation import eos_token_ids, generation_kwargs, new_token_limits
 from llm_energy_measure.core.timing import (
-    arrival_times,
+    arrivals_note,
     count_output_tokens,
     latencies,
     make_step_recorder,
     synchronize,
+    workload_arrival_times,
 )
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, Prompt
 from llm_energy_measure.domain import MeasurementWarning, RequestRecord, Timestamps
@@ -145,7 +146,8 @@ def run_inference(
     ``config.seed``) and labels the requests. ``on_batch_done(n)`` is called after each batch
     with the number of requests finished so far in this call. ``arrival_times_s`` (seconds
     after the window opens, aligned with ``prompts``) overrides the arrivals that
-    ``config.traffic`` would simulate; with either, each batch waits (sleeps) until its last
+    ``config.traffic`` would simulate (one system-wide process sharded by request id, see
+    ``timing.workload_arrival_times``); with either, each batch waits (sleeps) until its last
     request has arrived. Times in the returned RequestRecords are relative to the window start.
     ``on_window_open`` runs right after the opening device synchronize and
     ``on_window_close`` right after the closing one, so that energy and memory windows
@@ -168,7 +170,8 @@ def run_inference(
 
     arrivals: dict[int, float] | None = None
     if arrival_times_s is None and config.traffic.enabled:
-        arrival_times_s = arrival_times(len(prompts), config.traffic, config.seed)
+        arrival_times_s = workload_arrival_times(prompts, config.traffic, config.seed)
+        warnings.append(arrivals_note(config.traffic, config.seed, len(prompts)))
     if arrival_times_s is not None:
         arrivals = {p.request_id: float(t) for p, t in zip(prompts, arrival_times_s, strict=True)}
 
