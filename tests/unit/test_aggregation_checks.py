@@ -347,3 +347,36 @@ def test_gpu_memory_of_cpu_processes_is_null_with_the_reason():
     result = aggregate_results([make_raw("exp", i, 2, memory=memory) for i in range(2)])
     assert result.memory.gpu_peak_allocated_bytes is None
     assert result.memory.gpu_unmeasured == why
+
+
+def _edged_cycle(start, duration_s, energy_start, energy_end, energy=None):
+    from llm_energy_measure.domain import Timestamps
+
+    cycle = make_cycle(0, start=start, duration_s=duration_s, output_tokens=20,
+                       device_energy_j=energy)
+    return cycle.model_copy(update={"energy_window": Timestamps(
+        start=energy_start, end=energy_end, duration_s=energy_end - energy_start)})
+
+
+def test_energy_window_edges_are_checked_against_every_process_of_the_host():
+    cpu = "hostA:rapl:package-0"
+    # Rank 1 starts its workload at 100.000 s; the leader's backend only at 100.0119 s (it
+    # started after the barrier): 11.9 ms of rank 1's workload fall outside the host window.
+    late = [
+        make_raw("exp", 0, 2, start=100.02, duration_s=0.6, devices=[make_device(cpu, 9.0,
+                 kind="cpu")], cycles=[_edged_cycle(100.02, 0.6, 100.0119, 100.7, {cpu: 9.0})]),
+        make_raw("exp", 1, 2, start=100.0, duration_s=0.65, devices=[], with_energy=False,
+                 local_rank=1, cycles=[_edged_cycle(100.0, 0.65, 99.99, 100.7)]),
+    ]
+    result = aggregate_results(late)
+    assert result.aggregation.energy_window_margin_s == pytest.approx(-0.0119)
+    gap = next(w for w in result.warnings if w.code == "energy_window_gap")
+    assert "11.9 ms" in gap.message and "process 0" in gap.message
+    assert result.processes[0].energy_window.start == pytest.approx(100.0119)
+    # Started before the barrier: the leader's window opens 5 ms before either workload and
+    # closes 50 ms after the last one (100.65 s): the margin is +5 ms and nothing is warned.
+    on_time = [late[0].model_copy(update={"cycles": (
+        _edged_cycle(100.02, 0.6, 99.995, 100.7, {cpu: 9.0}),)}), late[1]]
+    result = aggregate_results(on_time)
+    assert result.aggregation.energy_window_margin_s == pytest.approx(0.005)
+    assert "energy_window_gap" not in _codes(result)

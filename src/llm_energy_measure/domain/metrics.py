@@ -300,11 +300,14 @@ class CycleMetrics(FrozenModel):
     """Headline figures of one cycle of the measured workload.
 
     ``device_energy_j`` maps each physical device id to its energy in this cycle, so that
-    aggregation can count every device once per cycle too.
+    aggregation can count every device once per cycle too. ``energy_window`` holds the
+    wall-clock edges of this process's energy window (taken after its backend started and
+    before it stopped), against which aggregation checks every process's ``timestamps``.
     """
 
     cycle: int
     timestamps: Timestamps
+    energy_window: Timestamps | None = None
     input_tokens: int
     output_tokens: int
     num_requests: int

@@ -74,13 +74,18 @@ def combine_readings(readings: Sequence[EnergyReading]) -> EnergyReading:
 
 
 def cycle_metrics(
-    cycle: int, output: InferenceOutput, energy: EnergyMetrics | None
+    cycle: int,
+    output: InferenceOutput,
+    energy: EnergyMetrics | None,
+    energy_window: Timestamps | None = None,
 ) -> CycleMetrics:
-    """Headline figures of one cycle; throughput over the cycle's compute time."""
+    """Headline figures of one cycle; throughput over the cycle's compute time.
+    ``energy_window``: the wall-clock edges of the cycle's energy window."""
     inference = InferenceMetrics.from_requests(output.requests, output.compute_time_s)
     return CycleMetrics(
         cycle=cycle,
         timestamps=output.window,
+        energy_window=energy_window,
         input_tokens=inference.input_tokens,
         output_tokens=inference.output_tokens,
         num_requests=inference.num_requests,

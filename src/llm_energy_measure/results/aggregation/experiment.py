@@ -28,6 +28,7 @@ from llm_energy_measure.domain import (
     AggregatedResult,
     AggregationMetadata,
     ComputeMetrics,
+    CycleMetrics,
     FlopsResult,
     InferenceMetrics,
     LatencyStats,
@@ -84,6 +85,7 @@ def aggregate_results(
             )
         )
     overlap = _check_overlap(ordered, warnings)
+    margin = _energy_window_margin(ordered, warnings) if overlap else None
 
     inference = _aggregate_inference(ordered, window_s, warnings)
     selection = select_devices(ordered)
@@ -116,6 +118,7 @@ def aggregate_results(
         unique_devices=tuple(d.device_id for d in selection.devices),
         duplicate_devices=tuple(selection.duplicates),
         temporal_overlap=overlap,
+        energy_window_margin_s=margin,
         config_hashes=tuple(config_hashes),
     )
     return AggregatedResult(
@@ -270,6 +273,46 @@ def _check_overlap(raws: Sequence[RawProcessResult], warnings: list[MeasurementW
         )
     )
     return False
+
+
+def _energy_window_margin(
+    raws: Sequence[RawProcessResult], warnings: list[MeasurementWarning]
+) -> float | None:
+    """Smallest margin (s) by which the energy windows of a host's processes covered the
+    measured windows of all that host's processes, cycle by cycle (wall clock of one host).
+
+    Host-level domains are measured by one process per host over its own energy window, so
+    every process of the host must be measuring inside it. A negative margin (a backend that
+    started after another process's workload, or stopped before it ended) draws
+    ``energy_window_gap``. None when no process with energy recorded its energy windows.
+    """
+    parts: dict[tuple[str, int], list[tuple[RawProcessResult, CycleMetrics]]] = {}
+    for raw in raws:
+        for cycle in raw.cycles:
+            parts.setdefault((raw.hostname, cycle.cycle), []).append((raw, cycle))
+    worst: tuple[float, str, int, int] | None = None
+    for (host, cycle_index), members in sorted(parts.items()):
+        start = min(c.timestamps.start for _, c in members)
+        end = max(c.timestamps.end for _, c in members)
+        for raw, cycle in members:
+            edges = cycle.energy_window
+            if edges is None or raw.energy is None:
+                continue
+            margin = min(start - edges.start, edges.end - end)
+            if worst is None or margin < worst[0]:
+                worst = (margin, host, cycle_index, raw.process_index)
+    if worst is None:
+        return None
+    margin, host, cycle_index, rank = worst
+    if margin < 0:
+        warnings.append(MeasurementWarning(
+            code="energy_window_gap",
+            message=f"{-margin * 1000:.1f} ms of the measured workload of cycle {cycle_index} "
+                    f"on host {host} ran outside the energy window of process {rank} (its "
+                    "backend started after another process began, or stopped before it "
+                    "ended): the energy it measured misses that time",
+        ))
+    return margin
 
 
 # --- figures ------------------------------------------------------------------------------
@@ -477,4 +520,14 @@ def _process_summary(raw: RawProcessResult) -> ProcessSummary:
         output_tokens_per_s=raw.inference.output_tokens_per_s,
         energy_j=raw.energy.total_energy_j if raw.energy is not None else None,
         device_ids=tuple(d.device_id for d in raw.energy.devices) if raw.energy else (),
+        energy_window=_energy_edges(raw),
     )
+
+
+def _energy_edges(raw: RawProcessResult) -> Timestamps | None:
+    """The span of a process's recorded energy windows (None when none was recorded)."""
+    edges = [c.energy_window for c in raw.cycles if c.energy_window is not None]
+    if not edges:
+        return None
+    return Timestamps(start=edges[0].start, end=edges[-1].end,
+                      duration_s=sum(e.duration_s for e in edges))
