@@ -194,7 +194,7 @@ def _cycled_processes(p1_cycles=(0, 1, 2)):
     for rank, cycles in ((0, p0_cycles), (1, [p1_all[c] for c in p1_cycles])):
         requests = [
             make_request(rank * 10 + c.cycle, cycle=c.cycle, ttft_s=ttfts[rank][c.cycle],
-                         itl_s=None)
+                         tpot_s=None)
             for c in cycles
         ]
         raws.append(make_raw("exp", rank, 2, start=0.0, duration_s=52.0, requests=requests,
@@ -226,8 +226,8 @@ def test_cycle_stats_combine_processes_per_cycle():
     assert ept.mean == pytest.approx((180 / 220 + 160 / 240 + 180 / 220) / 3)
     # TTFT p50 over the union of each cycle's requests: 0.2, 0.3, 0.3.
     assert stats["ttft_p50_s"].mean == pytest.approx((0.2 + 0.3 + 0.3) / 3)
-    # No inter-token latencies were recorded: the metric is left out, not zero.
-    assert "itl_p50_s" not in stats
+    # No inter-token latencies were recorded: the metrics are left out, not zero.
+    assert "itl_p50_s" not in stats and "tpot_p50_s" not in stats
 
 
 def test_cycles_missing_on_a_process_are_left_out_with_warning():

@@ -29,7 +29,7 @@ def _agg(exp_id, *, config, energy_j=160.0, estimated=False, kinds=("gpu",), wit
     ]
     raw = make_raw(
         exp_id, duration_s=10.0, devices=devices, with_energy=with_energy,
-        requests=[make_request(i, ttft_s=0.02, itl_s=0.005) for i in range(4)],
+        requests=[make_request(i, ttft_s=0.02, tpot_s=0.005) for i in range(4)],
         effective_config=config,
         flops=FlopsResult(total_flops=5e11, prefill_flops=1e11, decode_flops=4e11,
                           method="analytic", confidence="high"),
@@ -54,6 +54,7 @@ def test_rows_hold_headline_figures():
     assert row.energy_estimated is False
     assert row.ttft_p50_s == pytest.approx(0.02)
     assert row.itl_p50_s == pytest.approx(0.005)
+    assert row.tpot_p50_s == pytest.approx(0.005)
     assert row.mean_power_w == pytest.approx(16.0)
     assert row.mfu == pytest.approx(0.05)
 
@@ -100,10 +101,10 @@ def test_text_table_columns_and_diff():
     text = format_comparison([_agg("a", config=CFG_A), _agg("b", config=CFG_B)])
     lines = text.splitlines()
     assert lines[0].split() == ["experiment", "model", "precision", "batch", "out", "tok/s",
-                                "J/token", "TTFT", "p50", "ms", "ITL", "p50", "ms", "power",
-                                "W", "MFU", "%"]
+                                "J/token", "TTFT", "p50", "ms", "ITL", "p50", "ms", "TPOT",
+                                "p50", "ms", "power", "W", "MFU", "%"]
     assert lines[2].split() == ["a", "builtin:tiny-llama", "float16", "4", "8.00", "2", "20.00",
-                                "5.00", "16.0", "5.00"]
+                                "5.00", "5.00", "16.0", "5.00"]
     assert "config differences:" in lines
     assert any(line.split() == ["model.precision", "float16", "float32"] for line in lines)
     same = format_comparison([_agg("a", config=CFG_A), _agg("b", config=CFG_A)])
@@ -155,8 +156,8 @@ def test_every_estimated_energy_figure_is_marked_in_the_table():
     text = format_comparison([_agg("a", config=CFG_A), _agg("b", config=CFG_B, estimated=True)])
     rows = {line.split()[0]: line.split() for line in text.splitlines()[2:4]}
     # J/token 160 J / 80 tokens = 2, power 160 J / 10 s = 16.0 W: both marked for b only.
-    assert rows["a"][5:9] == ["2", "20.00", "5.00", "16.0"]
-    assert rows["b"][5:9] == ["2*", "20.00", "5.00", "16.0*"]
+    assert rows["a"][5:10] == ["2", "20.00", "5.00", "5.00", "16.0"]
+    assert rows["b"][5:10] == ["2*", "20.00", "5.00", "5.00", "16.0*"]
 
 
 def test_cli_summary_marks_every_figure_derived_from_estimated_energy():

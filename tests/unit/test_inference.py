@@ -92,12 +92,15 @@ def test_timing_inequalities_and_callbacks(tiny: LoadedModel) -> None:
         assert r.cycle == 2
         assert r.ttft_s is not None
         assert r.submitted_s >= 0
-        assert 0 < r.ttft_s <= r.e2e_s
+        assert r.completion_s is not None
+        assert 0 < r.ttft_s <= r.completion_s <= r.e2e_s
         assert r.submitted_s + r.e2e_s <= out.window.duration_s
         if r.output_tokens >= 2:
-            assert r.itl_s is not None and r.itl_s > 0
-            # e2e = ttft + (k - 1) x mean gap
-            assert r.e2e_s == pytest.approx(r.ttft_s + (r.output_tokens - 1) * r.itl_s)
+            assert r.tpot_s is not None and r.tpot_s > 0
+            # own completion = ttft + (k - 1) x mean gap; the gaps add up to it
+            assert r.completion_s == pytest.approx(r.ttft_s + (r.output_tokens - 1) * r.tpot_s)
+            assert len(r.token_gaps_s) == r.output_tokens - 1
+            assert sum(r.token_gaps_s) == pytest.approx(r.completion_s - r.ttft_s, abs=1e-5)
     # requests of one batch share the submission time (the batch start)
     assert len({r.submitted_s for r in out.requests[:3]}) == 1
     assert out.requests[3].submitted_s > out.requests[0].submitted_s
@@ -107,8 +110,8 @@ def test_single_token_has_no_itl(tiny: LoadedModel) -> None:
     out = run_inference(tiny, _prompts(), _config(decoder={"max_new_tokens": 1}))
     for r in out.requests:
         assert r.output_tokens == 1
-        assert r.itl_s is None
-        assert r.ttft_s == r.e2e_s
+        assert r.tpot_s is None and r.token_gaps_s == ()
+        assert r.ttft_s == r.completion_s
 
 
 def test_traffic_waits_are_inside_window_but_outside_compute(tiny: LoadedModel) -> None:

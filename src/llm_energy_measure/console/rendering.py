@@ -51,8 +51,13 @@ def summary_pairs(result: AggregatedResult | RawProcessResult) -> list[tuple[str
         ("throughput", f"{inf.output_tokens_per_s:.2f} out tok/s, "
                        f"{inf.total_tokens_per_s:.2f} total tok/s, {inf.requests_per_s:.3f} req/s"),
         ("TTFT p50 / p99", f"{_ms(inf.ttft, 'p50_s')} / {_ms(inf.ttft, 'p99_s')}"),
-        ("ITL p50 / p99", f"{_ms(inf.itl, 'p50_s')} / {_ms(inf.itl, 'p99_s')}"),
-        ("latency e2e p50 / p99", f"{_ms(inf.e2e, 'p50_s')} / {_ms(inf.e2e, 'p99_s')}"),
+        ("ITL p50 / p99 (per token gap)",
+         f"{_ms(inf.itl, 'p50_s')} / {_ms(inf.itl, 'p99_s')}"),
+        ("TPOT p50 / p99 (per request)",
+         f"{_ms(inf.tpot, 'p50_s')} / {_ms(inf.tpot, 'p99_s')}"),
+        ("e2e p50 / p99 (batch return)", f"{_ms(inf.e2e, 'p50_s')} / {_ms(inf.e2e, 'p99_s')}"),
+        ("own completion p50 / p99",
+         f"{_ms(inf.completion, 'p50_s')} / {_ms(inf.completion, 'p99_s')}"),
     ]
     e = result.energy
     if e is None:

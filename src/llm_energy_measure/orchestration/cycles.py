@@ -97,6 +97,7 @@ def cycle_metrics(
         energy_per_output_token_j=energy.energy_per_output_token_j if energy else None,
         ttft_p50_s=inference.ttft.p50_s if inference.ttft else None,
         itl_p50_s=inference.itl.p50_s if inference.itl else None,
+        tpot_p50_s=inference.tpot.p50_s if inference.tpot else None,
     )
 
 

@@ -6,8 +6,9 @@ device, closes after the last batch; both edges follow a device synchronize. Com
 synchronize; simulated traffic waits sit inside the window but outside compute time.
 
 Per request: input tokens = attention-mask sum of its row (no padding); output tokens = tokens
-generated up to and including the first EOS (nothing after it); TTFT, ITL and end-to-end
-latency from per-step timestamps recorded after every decoding step (see ``core.timing``).
+generated up to and including the first EOS (nothing after it); TTFT, token gaps and TPOT, the
+row's own completion and e2e at the batch's return, from per-step timestamps recorded after
+every decoding step (see ``core.timing``).
 Submission is the start of the request's generate call, or its simulated arrival in traffic
 mode (earlier when it waited for its batch).
 """
@@ -183,7 +184,7 @@ def run_inference(
 
     # Token ids, step times and submit times per batch; turned into records after the window
     # closes, so that counting, EOS scans and decoding are not measured.
-    finished: list[tuple[_Batch, Any, list[float], list[float]]] = []
+    finished: list[tuple[_Batch, Any, list[float], list[float], float]] = []
     padded_input_tokens = sum(int(b.inputs["input_ids"].numel()) for b in batches)
     compute_time_s = 0.0
     done = 0
@@ -205,13 +206,14 @@ def run_inference(
         start = time.perf_counter()
         output_ids = _generate(model, batch, base_kwargs, recorder)
         synchronize(loaded.device)
-        compute_time_s += time.perf_counter() - start
+        returned = time.perf_counter()
+        compute_time_s += returned - start
 
         submitted = (
             [t0 + arrivals[p.request_id] for p in batch.prompts]
             if arrivals is not None else [start] * len(batch.prompts)
         )
-        finished.append((batch, output_ids, list(recorder.times_s), submitted))
+        finished.append((batch, output_ids, list(recorder.times_s), submitted, returned))
         done += len(batch.prompts)
         if on_batch_done is not None:
             on_batch_done(done)
@@ -223,10 +225,10 @@ def run_inference(
 
     requests = [
         record
-        for batch, output_ids, step_times_s, submitted in finished
+        for batch, output_ids, step_times_s, submitted, returned in finished
         for record in _measure_rows(
             batch, output_ids, step_times_s, submitted, t0, eos_ids, tokenizer,
-            cycle=cycle, save_text=config.inference.save_outputs,
+            cycle=cycle, save_text=config.inference.save_outputs, returned=returned,
         )
     ]
     requests.sort(key=lambda record: record.request_id)
@@ -251,8 +253,10 @@ def _measure_rows(
     *,
     cycle: int,
     save_text: bool,
+    returned: float,
 ) -> list[RequestRecord]:
-    """Tokens and latencies of each row of one finished batch (times on the perf clock)."""
+    """Tokens and latencies of each row of one finished batch (times on the perf clock;
+    ``returned``: when the batch's generate call returned)."""
     prompt_len = int(batch.inputs["input_ids"].shape[1])
     generated: list[list[int]] = output_ids[:, prompt_len:].tolist()
     real_inputs: list[int] = batch.inputs["attention_mask"].sum(dim=1).tolist()
@@ -261,7 +265,7 @@ def _measure_rows(
     rows: list[RequestRecord] = []
     for row, prompt in enumerate(batch.prompts):
         n_out = count_output_tokens(generated[row], eos_ids)
-        ttft, itl, e2e = latencies(steps_s, n_out, submitted[row])
+        latency = latencies(steps_s, n_out, submitted[row], returned)
         text = (
             tokenizer.decode(generated[row][:n_out], skip_special_tokens=True)
             if save_text else None
@@ -269,8 +273,7 @@ def _measure_rows(
         rows.append(RequestRecord(
             request_id=prompt.request_id, cycle=cycle,
             input_tokens=int(real_inputs[row]), output_tokens=n_out,
-            submitted_s=submitted[row] - t0, ttft_s=ttft, itl_s=itl, e2e_s=e2e,
-            output_text=text,
+            submitted_s=submitted[row] - t0, **latency._asdict(), output_text=text,
         ))
     return rows
 

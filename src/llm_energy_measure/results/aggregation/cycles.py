@@ -3,7 +3,8 @@
 For each cycle index every process's ``CycleMetrics`` are combined like the whole experiment:
 tokens summed, throughput = tokens / (latest end - earliest start) of that cycle, energy with
 each device once (largest reading; a process whose host leader measured its host adds nothing
-of its own), latency p50 over the union of that cycle's requests.
+of its own), latency p50 over the union of that cycle's requests (ITL over their token
+gaps, TPOT over their mean gaps).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from llm_energy_measure.domain import (
     MetricStats,
     RawProcessResult,
 )
-from llm_energy_measure.domain.metrics import percentile
+from llm_energy_measure.domain.metrics import percentile, token_gap_samples
 from llm_energy_measure.results.aggregation.energy import (
     covered_by_host_leader,
     cycle_energy_j,
@@ -30,6 +31,7 @@ CYCLE_METRICS = (
     "energy_j",
     "ttft_p50_s",
     "itl_p50_s",
+    "tpot_p50_s",
 )
 
 
@@ -52,7 +54,8 @@ def _combine_cycle(
         ),
         "energy_j": energy_j,
         "ttft_p50_s": _p50([r.ttft_s for r in requests if r.ttft_s is not None]),
-        "itl_p50_s": _p50([r.itl_s for r in requests if r.itl_s is not None]),
+        "itl_p50_s": _p50(token_gap_samples(requests)),
+        "tpot_p50_s": _p50([r.tpot_s for r in requests if r.tpot_s is not None]),
     }
 
 

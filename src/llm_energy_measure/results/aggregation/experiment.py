@@ -9,7 +9,8 @@ Definitions (DESIGN.md, "Measurement rules"):
   together, minus only the idle gaps between measured cycles;
 * system throughput = total tokens / that duration, never a mean of per-process rates, and
   mean power = total energy / the same duration;
-* latency statistics come from the union of every process's request records;
+* latency statistics come from the union of every process's request records (ITL per token
+  gap from the union of every request's token gaps);
 * energy counts each physical device once (see ``aggregation_energy``);
 * FLOPs are summed; achieved FLOP/s = total FLOPs / system window; MFU = achieved / (sum of
   the per-device peaks of the distinct GPUs);
@@ -31,13 +32,13 @@ from llm_energy_measure.domain import (
     CycleMetrics,
     FlopsResult,
     InferenceMetrics,
-    LatencyStats,
     MeasurementWarning,
     MemoryStats,
     ProcessSummary,
     RawProcessResult,
     Timestamps,
 )
+from llm_energy_measure.domain.metrics import latency_stats
 from llm_energy_measure.exceptions import AggregationError
 from llm_energy_measure.results.aggregation.cycles import aggregate_cycle_stats
 from llm_energy_measure.results.aggregation.energy import (
@@ -368,9 +369,7 @@ def _aggregate_inference(
         output_tokens_per_s=_rate(output_tokens, window_s),
         total_tokens_per_s=_rate(total_tokens, window_s),
         requests_per_s=_rate(num_requests, window_s),
-        ttft=LatencyStats.from_samples([q.ttft_s for q in requests if q.ttft_s is not None]),
-        itl=LatencyStats.from_samples([q.itl_s for q in requests if q.itl_s is not None]),
-        e2e=LatencyStats.from_samples([q.e2e_s for q in requests]),
+        **latency_stats(requests),
     )
 
 

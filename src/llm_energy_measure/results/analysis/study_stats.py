@@ -77,9 +77,12 @@ HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
                    from_energy=True),
     HeadlineMetric("ttft_p50_s", "TTFT p50", "s", _latency("ttft", "p50_s")),
     HeadlineMetric("ttft_p99_s", "TTFT p99", "s", _latency("ttft", "p99_s")),
-    HeadlineMetric("itl_p50_s", "ITL p50", "s", _latency("itl", "p50_s")),
-    HeadlineMetric("itl_p99_s", "ITL p99", "s", _latency("itl", "p99_s")),
-    HeadlineMetric("e2e_p50_s", "end-to-end latency p50", "s", _latency("e2e", "p50_s")),
+    HeadlineMetric("itl_p50_s", "ITL p50 (per token gap)", "s", _latency("itl", "p50_s")),
+    HeadlineMetric("itl_p99_s", "ITL p99 (per token gap)", "s", _latency("itl", "p99_s")),
+    HeadlineMetric("tpot_p50_s", "TPOT p50 (per request)", "s", _latency("tpot", "p50_s")),
+    HeadlineMetric("tpot_p99_s", "TPOT p99 (per request)", "s", _latency("tpot", "p99_s")),
+    HeadlineMetric("e2e_p50_s", "e2e latency p50 (batch return)", "s",
+                   _latency("e2e", "p50_s")),
     HeadlineMetric("mfu", "MFU", "fraction", lambda r: r.compute.mfu),
 )
 METRICS_BY_KEY: dict[str, HeadlineMetric] = {m.key: m for m in HEADLINE_METRICS}

@@ -132,6 +132,8 @@ _DISPLAY: dict[str, tuple[float, str]] = {
     "ttft_p99_s": (1000.0, "ms"),
     "itl_p50_s": (1000.0, "ms"),
     "itl_p99_s": (1000.0, "ms"),
+    "tpot_p50_s": (1000.0, "ms"),
+    "tpot_p99_s": (1000.0, "ms"),
     "e2e_p50_s": (1000.0, "ms"),
     "mfu": (100.0, "%"),
 }
@@ -261,7 +263,8 @@ _TABLE_GROUPS = (
      ("output_tokens_per_s", "total_tokens_per_s", "energy_per_output_token_j",
       "total_energy_j", "mean_power_w", "mfu")),
     ("Latency per request",
-     ("ttft_p50_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s", "e2e_p50_s")),
+     ("ttft_p50_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s", "tpot_p50_s", "tpot_p99_s",
+      "e2e_p50_s")),
 )
 
 
@@ -302,8 +305,9 @@ def _stats_table(data: StudyReportData, points: Sequence[tuple[int, str, str]],
         "interval is taken on the log scale of the mean (marked <em>log-scale CI</em>, no ±) "
         "and the point is marked <span class='hv'>too noisy to rank</span>. "
         "<span class='hv'>high variance</span> marks a "
-        "coefficient of variation above 10%. Latencies are per request (TTFT: time to first "
-        "token, ITL: inter-token latency). * = estimated energy.</p>"
+        "coefficient of variation above 10%. TTFT: time to first token; ITL: inter-token "
+        "latency over every token gap; TPOT: each request's mean gap; e2e: until the request's "
+        "batch returned. * = estimated energy.</p>"
         f"{''.join(tables)}{cycles_note}"
     )
 
