@@ -36,7 +36,7 @@ def _raws(experiment_id: str, start: float) -> list:
         if rank % GPUS_PER_HOST == 0:
             devices.append(make_device(f"{host}:rapl:package-0", 120.0, kind="cpu", host=host))
         requests = [
-            make_request(rank * 1000 + i, ttft_s=0.05 + 0.001 * i, itl_s=0.01, e2e_s=1.0 + i)
+            make_request(rank * 1000 + i, ttft_s=0.05 + 0.001 * i, tpot_s=0.01, e2e_s=1.0 + i)
             for i in range(REQUESTS_PER_PROCESS)
         ]
         raws.append(make_raw(experiment_id, rank, NUM_PROCESSES, hostname=host,

@@ -18,7 +18,6 @@ from llm_energy_measure.domain import (
     FlopsResult,
     GpuInfo,
     InferenceMetrics,
-    LatencyStats,
     MeasurementWarning,
     MemoryStats,
     ModelInfo,
@@ -26,6 +25,7 @@ from llm_energy_measure.domain import (
     RequestRecord,
     Timestamps,
 )
+from llm_energy_measure.domain.metrics import latency_stats
 
 DEFAULT_CONFIG_HASH = "cfg-hash-1"
 
@@ -71,13 +71,21 @@ def make_request(
     request_id: int,
     *,
     ttft_s: float | None = 0.1,
-    itl_s: float | None = 0.01,
+    tpot_s: float | None = 0.01,
     e2e_s: float = 1.0,
     input_tokens: int = 10,
     output_tokens: int = 20,
     cycle: int = 0,
+    token_gaps_s: Sequence[float] | None = None,
+    completion_s: float | None = None,
 ) -> RequestRecord:
-    """One request record (times relative to the window start)."""
+    """One request record (times relative to the window start).
+
+    ``token_gaps_s`` defaults to ``output_tokens - 1`` gaps of ``tpot_s`` (none without it);
+    ``completion_s`` defaults to ``e2e_s`` (the request ended with its batch).
+    """
+    if token_gaps_s is None:
+        token_gaps_s = [tpot_s] * max(output_tokens - 1, 0) if tpot_s is not None else []
     return RequestRecord(
         request_id=request_id,
         cycle=cycle,
@@ -85,8 +93,10 @@ def make_request(
         output_tokens=output_tokens,
         submitted_s=0.0,
         ttft_s=ttft_s,
-        itl_s=itl_s,
+        tpot_s=tpot_s,
+        token_gaps_s=tuple(token_gaps_s),
         e2e_s=e2e_s,
+        completion_s=e2e_s if completion_s is None else completion_s,
     )
 
 
@@ -143,8 +153,10 @@ def make_energy(
     """Per-process energy totals computed from ``devices`` as a process would report them."""
     total = sum(d.energy_j for d in devices)
 
-    def by_kind(kind: str) -> float:
-        return sum(d.energy_j for d in devices if d.kind == kind)
+    def by_kind(kind: str) -> float | None:
+        """Sum over the devices of ``kind``; None (unmeasured) when there is none."""
+        of_kind = [d.energy_j for d in devices if d.kind == kind]
+        return sum(of_kind) if of_kind else None
 
     statics = [d.static_energy_j for d in devices]
     dynamics = [d.dynamic_energy_j for d in devices]
@@ -191,9 +203,7 @@ def make_inference(requests: Sequence[RequestRecord], duration_s: float) -> Infe
         output_tokens_per_s=out / duration_s if duration_s else 0.0,
         total_tokens_per_s=(inp + out) / duration_s if duration_s else 0.0,
         requests_per_s=len(requests) / duration_s if duration_s else 0.0,
-        ttft=LatencyStats.from_samples([r.ttft_s for r in requests if r.ttft_s is not None]),
-        itl=LatencyStats.from_samples([r.itl_s for r in requests if r.itl_s is not None]),
-        e2e=LatencyStats.from_samples([r.e2e_s for r in requests]),
+        **latency_stats(requests),
     )
 
 

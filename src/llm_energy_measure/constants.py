@@ -6,9 +6,12 @@ import os
 from pathlib import Path
 
 #: Version of the on-disk result format. Bump when a stored field changes meaning.
-SCHEMA_VERSION = 1
+#: 2: latency per request is TPOT (``tpot_s``) plus token gaps (ITL per token gap), e2e is
+#: the batch's return and ``completion_s`` the row's own last token; figures of unmeasured
+#: devices are null with a reason; cycles record their energy-window edges.
+SCHEMA_VERSION = 2
 #: Schema versions this code can read.
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+SUPPORTED_SCHEMA_VERSIONS = frozenset({2})
 
 #: Environment variable that overrides the results directory (precedence: config.precedence).
 RESULTS_DIR_ENV = "LLM_ENERGY_MEASURE_RESULTS_DIR"

@@ -65,3 +65,18 @@ def test_factory_lookup_uses_the_configured_country() -> None:
     assert source is not None and "FRA" in source and notes == []
     forced = resolve_carbon_intensity(EnergyConfig(carbon_intensity_g_per_kwh=123.0))
     assert forced == (123.0, "energy.carbon_intensity_g_per_kwh", [])
+
+
+def test_a_one_second_baseline_reads_rams_fixed_power_not_twice_it() -> None:
+    # With a 1.00 s window over codecarbon's 1 s poll the last update was counted twice (RAM
+    # at 40 W instead of its fixed 20 W on the machine of the report). The baseline now spans
+    # 3.5 updates and must agree with the RAM power of an ordinary window.
+    backend = CodeCarbonBackend(host="h", include=("ram",))
+    baseline = backend.measure_baseline(1.0)["h:estimate:ram"]
+    assert backend.last_baseline_window_s == pytest.approx(3.5)
+    backend.start()
+    time.sleep(2.5)
+    (ram,) = backend.stop().devices
+    backend.close()
+    assert ram.mean_power_w is not None
+    assert baseline == pytest.approx(ram.mean_power_w, rel=0.02)

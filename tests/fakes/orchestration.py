@@ -77,7 +77,7 @@ class FakeEngine(InferenceEngine):
         requests = [
             RequestRecord(request_id=p.request_id, cycle=cycle, input_tokens=self.in_tokens,
                           output_tokens=self.out_tokens, submitted_s=0.0, ttft_s=0.1 * (i + 1),
-                          itl_s=0.05, e2e_s=0.5)
+                          tpot_s=0.05, e2e_s=0.5)
             for i, p in enumerate(prompts)
         ]
         return InferenceOutput(

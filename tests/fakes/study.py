@@ -51,7 +51,7 @@ def build_study(
                 energy_j = point_energy_j(b, p, cycle)
                 start = 1_700_000_000.0 + order * 100
                 requests = [
-                    make_request(i, ttft_s=0.05 * b, itl_s=0.01 * (1 + 0.1 * b),
+                    make_request(i, ttft_s=0.05 * b, tpot_s=0.01 * (1 + 0.1 * b),
                                  e2e_s=0.2 * b + 0.01 * cycle)
                     for i in range(4)
                 ]

@@ -194,7 +194,7 @@ def _cycled_processes(p1_cycles=(0, 1, 2)):
     for rank, cycles in ((0, p0_cycles), (1, [p1_all[c] for c in p1_cycles])):
         requests = [
             make_request(rank * 10 + c.cycle, cycle=c.cycle, ttft_s=ttfts[rank][c.cycle],
-                         itl_s=None)
+                         tpot_s=None)
             for c in cycles
         ]
         raws.append(make_raw("exp", rank, 2, start=0.0, duration_s=52.0, requests=requests,
@@ -226,8 +226,8 @@ def test_cycle_stats_combine_processes_per_cycle():
     assert ept.mean == pytest.approx((180 / 220 + 160 / 240 + 180 / 220) / 3)
     # TTFT p50 over the union of each cycle's requests: 0.2, 0.3, 0.3.
     assert stats["ttft_p50_s"].mean == pytest.approx((0.2 + 0.3 + 0.3) / 3)
-    # No inter-token latencies were recorded: the metric is left out, not zero.
-    assert "itl_p50_s" not in stats
+    # No inter-token latencies were recorded: the metrics are left out, not zero.
+    assert "itl_p50_s" not in stats and "tpot_p50_s" not in stats
 
 
 def test_cycles_missing_on_a_process_are_left_out_with_warning():
@@ -286,3 +286,97 @@ def test_traffic_runs_note_that_the_system_window_includes_arrival_gaps():
     assert "traffic_in_system_window" in _codes(result)
     assert result.inference.output_tokens_per_s == pytest.approx(80 / 10.0)
     assert "traffic_in_system_window" not in _codes(aggregate_results([make_raw("e", 0, 1)]))
+
+
+def test_cycle_energy_of_a_cpu_run_measured_by_the_host_leader():
+    # Two CPU processes on one host: the host leader (rank 0) measures the package and DRAM,
+    # rank 1 has nothing of its own to measure (no GPU, host domains are rank 0's). Cycle
+    # energies 18, 20, 22 J: mean 20 J, std 2 J (sample), and per output token over both
+    # ranks' 40 tokens a cycle: 0.45, 0.5, 0.55 J.
+    cpu, ram = "hostA:rapl:package-0", "hostA:rapl:package-0/dram"
+    leader_cycles = [
+        make_cycle(c, start=10.0 * c, duration_s=5.0, output_tokens=20,
+                   device_energy_j={cpu: cpu_j, ram: 2.0})
+        for c, cpu_j in enumerate((16.0, 18.0, 20.0))
+    ]
+    other_cycles = [make_cycle(c, start=10.0 * c, duration_s=5.0, output_tokens=20)
+                    for c in range(3)]
+    raws = [
+        make_raw("exp", 0, 2, start=0.0, duration_s=25.0, cycles=leader_cycles,
+                 devices=[make_device(cpu, 54.0, kind="cpu"), make_device(ram, 6.0, kind="dram")]),
+        make_raw("exp", 1, 2, start=0.0, duration_s=25.0, cycles=other_cycles,
+                 devices=[], with_energy=False, local_rank=1),
+    ]
+    result = aggregate_results(raws)
+    assert "energy_missing" not in _codes(result)
+    energy = result.cycle_stats["energy_j"]
+    assert (energy.n, energy.mean, energy.std) == (3, pytest.approx(20.0), pytest.approx(2.0))
+    ept = result.cycle_stats["energy_per_output_token_j"]
+    assert ept.mean == pytest.approx(0.5) and ept.std == pytest.approx(0.05)
+
+
+def test_an_absent_device_kind_is_null_with_its_reason_aggregated_and_in_csv(tmp_path):
+    import csv
+
+    from llm_energy_measure.domain import UnmeasuredEnergy
+    from llm_energy_measure.results.export.exporters import export_csv
+
+    cpu = "hostA:rapl:package-0"
+    leader = make_raw("exp", 0, 2, devices=[make_device(cpu, 60.0, kind="cpu")])
+    leader = leader.model_copy(update={"energy": leader.energy.model_copy(update={
+        "unmeasured": UnmeasuredEnergy(gpu_energy_j="no GPU is visible to this process")})})
+    other = make_raw("exp", 1, 2, devices=[], with_energy=False, local_rank=1)
+    result = aggregate_results([leader, other])
+    assert result.energy.gpu_energy_j is None and result.energy.ram_energy_j is None
+    assert result.energy.cpu_energy_j == pytest.approx(60.0)
+    assert result.energy.unmeasured.gpu_energy_j == "no GPU is visible to this process"
+    assert result.energy.unmeasured.ram_energy_j == "not measured by any process"
+    path = export_csv([result], tmp_path / "r.csv")
+    with path.open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["energy.gpu_energy_j"] == ""  # null, not 0.0
+    assert row["energy.cpu_energy_j"] == "60.0"
+    assert row["energy.unmeasured.gpu_energy_j"] == "no GPU is visible to this process"
+
+
+def test_gpu_memory_of_cpu_processes_is_null_with_the_reason():
+    from llm_energy_measure.domain import MemoryStats
+
+    why = "no CUDA device holds memory in this process (CPU run)"
+    memory = MemoryStats(cpu_peak_rss_bytes=5_000, gpu_unmeasured=why)
+    result = aggregate_results([make_raw("exp", i, 2, memory=memory) for i in range(2)])
+    assert result.memory.gpu_peak_allocated_bytes is None
+    assert result.memory.gpu_unmeasured == why
+
+
+def _edged_cycle(start, duration_s, energy_start, energy_end, energy=None):
+    from llm_energy_measure.domain import Timestamps
+
+    cycle = make_cycle(0, start=start, duration_s=duration_s, output_tokens=20,
+                       device_energy_j=energy)
+    return cycle.model_copy(update={"energy_window": Timestamps(
+        start=energy_start, end=energy_end, duration_s=energy_end - energy_start)})
+
+
+def test_energy_window_edges_are_checked_against_every_process_of_the_host():
+    cpu = "hostA:rapl:package-0"
+    # Rank 1 starts its workload at 100.000 s; the leader's backend only at 100.0119 s (it
+    # started after the barrier): 11.9 ms of rank 1's workload fall outside the host window.
+    late = [
+        make_raw("exp", 0, 2, start=100.02, duration_s=0.6, devices=[make_device(cpu, 9.0,
+                 kind="cpu")], cycles=[_edged_cycle(100.02, 0.6, 100.0119, 100.7, {cpu: 9.0})]),
+        make_raw("exp", 1, 2, start=100.0, duration_s=0.65, devices=[], with_energy=False,
+                 local_rank=1, cycles=[_edged_cycle(100.0, 0.65, 99.99, 100.7)]),
+    ]
+    result = aggregate_results(late)
+    assert result.aggregation.energy_window_margin_s == pytest.approx(-0.0119)
+    gap = next(w for w in result.warnings if w.code == "energy_window_gap")
+    assert "11.9 ms" in gap.message and "process 0" in gap.message
+    assert result.processes[0].energy_window.start == pytest.approx(100.0119)
+    # Started before the barrier: the leader's window opens 5 ms before either workload and
+    # closes 50 ms after the last one (100.65 s): the margin is +5 ms and nothing is warned.
+    on_time = [late[0].model_copy(update={"cycles": (
+        _edged_cycle(100.02, 0.6, 99.995, 100.7, {cpu: 9.0}),)}), late[1]]
+    result = aggregate_results(on_time)
+    assert result.aggregation.energy_window_margin_s == pytest.approx(0.005)
+    assert "energy_window_gap" not in _codes(result)

@@ -26,8 +26,8 @@ INTENSITY_G_PER_KWH = 400.0
 def _requests(rank: int, specs: list[tuple[int, int, float, float, float]]):
     return [
         make_request(rank * 100 + i, input_tokens=i_tok, output_tokens=o_tok, ttft_s=ttft,
-                     itl_s=itl, e2e_s=e2e)
-        for i, (i_tok, o_tok, ttft, itl, e2e) in enumerate(specs)
+                     tpot_s=tpot, e2e_s=e2e)
+        for i, (i_tok, o_tok, ttft, tpot, e2e) in enumerate(specs)
     ]
 
 
@@ -141,9 +141,10 @@ def test_latency_percentiles_come_from_the_union_of_requests(aggregated):
     assert (inf.ttft.min_s, inf.ttft.max_s) == pytest.approx((0.1, 1.0))
     # Mean of the per-process medians would be (0.2 + 0.45 + 0.7 + 0.95) / 4 = 0.575.
     assert inf.ttft.p50_s != pytest.approx(0.575)
-    assert inf.itl.p50_s == pytest.approx(0.055)
-    assert inf.itl.p90_s == pytest.approx(0.091)
-    assert inf.itl.p99_s == pytest.approx(0.0991)
+    # TPOT per request (each request's mean gap): 0.01, ..., 0.10.
+    assert inf.tpot.p50_s == pytest.approx(0.055)
+    assert inf.tpot.p90_s == pytest.approx(0.091)
+    assert inf.tpot.p99_s == pytest.approx(0.0991)
     assert inf.e2e.p50_s == pytest.approx(5.5)
     assert inf.e2e.p90_s == pytest.approx(9.1)
     assert inf.e2e.p99_s == pytest.approx(9.91)

@@ -106,7 +106,7 @@ def test_results_list_survives_truncated_and_edited_files(tmp_path: Path) -> Non
     raw_trunc = repo.raw_path("trunc", 0)
     raw_trunc.write_text(raw_trunc.read_text()[:100])
     edited = repo.raw_path("edited", 0)
-    edited.write_text(edited.read_text().replace('"schema_version": 1', '"schema_version": 99'))
+    edited.write_text(edited.read_text().replace('"schema_version": 2', '"schema_version": 99'))
     result = _invoke("results", "list", "--all", "--results-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     for exp_id in ("good", "trunc", "edited"):

@@ -29,7 +29,7 @@ def _agg(exp_id, *, config, energy_j=160.0, estimated=False, kinds=("gpu",), wit
     ]
     raw = make_raw(
         exp_id, duration_s=10.0, devices=devices, with_energy=with_energy,
-        requests=[make_request(i, ttft_s=0.02, itl_s=0.005) for i in range(4)],
+        requests=[make_request(i, ttft_s=0.02, tpot_s=0.005) for i in range(4)],
         effective_config=config,
         flops=FlopsResult(total_flops=5e11, prefill_flops=1e11, decode_flops=4e11,
                           method="analytic", confidence="high"),
@@ -54,6 +54,7 @@ def test_rows_hold_headline_figures():
     assert row.energy_estimated is False
     assert row.ttft_p50_s == pytest.approx(0.02)
     assert row.itl_p50_s == pytest.approx(0.005)
+    assert row.tpot_p50_s == pytest.approx(0.005)
     assert row.mean_power_w == pytest.approx(16.0)
     assert row.mfu == pytest.approx(0.05)
 
@@ -100,10 +101,10 @@ def test_text_table_columns_and_diff():
     text = format_comparison([_agg("a", config=CFG_A), _agg("b", config=CFG_B)])
     lines = text.splitlines()
     assert lines[0].split() == ["experiment", "model", "precision", "batch", "out", "tok/s",
-                                "J/token", "TTFT", "p50", "ms", "ITL", "p50", "ms", "power",
-                                "W", "MFU", "%"]
+                                "J/token", "TTFT", "p50", "ms", "ITL", "p50", "ms", "TPOT",
+                                "p50", "ms", "power", "W", "MFU", "%"]
     assert lines[2].split() == ["a", "builtin:tiny-llama", "float16", "4", "8.00", "2", "20.00",
-                                "5.00", "16.0", "5.00"]
+                                "5.00", "5.00", "16.0", "5.00"]
     assert "config differences:" in lines
     assert any(line.split() == ["model.precision", "float16", "float32"] for line in lines)
     same = format_comparison([_agg("a", config=CFG_A), _agg("b", config=CFG_A)])
@@ -149,3 +150,46 @@ def test_cli_results_compare(tmp_path):
     assert missing.stderr.strip().splitlines() == [
         "error: experiment 'zz' has no aggregated result; run `llm-energy-measure aggregate "
         "zz` (list results with `llm-energy-measure results list --all`)"]
+
+
+def test_every_estimated_energy_figure_is_marked_in_the_table():
+    text = format_comparison([_agg("a", config=CFG_A), _agg("b", config=CFG_B, estimated=True)])
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[2:4]}
+    # J/token 160 J / 80 tokens = 2, power 160 J / 10 s = 16.0 W: both marked for b only.
+    assert rows["a"][5:10] == ["2", "20.00", "5.00", "5.00", "16.0"]
+    assert rows["b"][5:10] == ["2*", "20.00", "5.00", "5.00", "16.0*"]
+
+
+def test_cli_summary_marks_every_figure_derived_from_estimated_energy():
+    from llm_energy_measure.console.rendering import cycle_stat_lines, summary_pairs
+
+    def rows(result):
+        return {label: str(value) for label, value in summary_pairs(result)}
+
+    raw = make_raw("e", duration_s=10.0, carbon_intensity_g_per_kwh=400.0, devices=[
+        make_device("h:estimate:cpu", 100.0, kind="cpu", method="estimate", estimated=True,
+                    baseline_power_w=4.0),
+        make_device("h:estimate:ram", 200.0, kind="dram", method="estimate", estimated=True,
+                    baseline_power_w=20.0)])
+    estimated = rows(aggregate_results([raw], now=0.0))
+    # 300 J, dynamic 100 - 40 + 200 - 200 = 60 J, 80 tokens: 3.75 J/token, 300 J / 10 s = 30 W.
+    assert estimated["energy total"].startswith("300.000 J (ESTIMATE, not a measurement")
+    assert estimated["energy dynamic"] == "60.000 J (estimate)"
+    assert estimated["energy per output token"] == "3.75 J (estimate)"
+    assert estimated["mean power"] == "30 W (estimate)"
+    assert estimated["emissions"].endswith("(estimate)")
+    measured = rows(_agg("a", config=CFG_A))
+    assert "estimate" not in " ".join(measured.values()).lower()
+    from tests.factories import make_cycle
+
+    cycled = raw.model_copy(update={"cycles": (
+        make_cycle(0, start=1000.0, duration_s=5.0, output_tokens=40,
+                   device_energy_j={"h:estimate:cpu": 50.0, "h:estimate:ram": 100.0}),
+        make_cycle(1, start=1005.0, duration_s=5.0, output_tokens=40,
+                   device_energy_j={"h:estimate:cpu": 50.0, "h:estimate:ram": 100.0}),
+    )})
+    lines = {line.split(":")[0]: line for line in cycle_stat_lines(
+        aggregate_results([cycled], now=0.0))}
+    assert lines["energy_j"].startswith("energy_j: mean 150 (estimate) ± CI95")
+    assert "(estimate)" in lines["energy_per_output_token_j"]
+    assert "(estimate)" not in lines["output_tokens_per_s"]

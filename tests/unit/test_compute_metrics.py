@@ -257,6 +257,7 @@ def test_collector_window_reports_cpu_peak_and_weights() -> None:
     assert stats.cpu_peak_rss_bytes is not None
     assert stats.cpu_peak_rss_bytes >= 64 * 1024 * 1024
     assert stats.gpu_peak_allocated_bytes is None  # no CUDA device in use
+    assert stats.gpu_unmeasured == "no CUDA device holds memory in this process (CPU run)"
     with pytest.raises(RuntimeError):
         collector.stop_window()
 

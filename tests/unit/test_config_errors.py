@@ -93,7 +93,7 @@ MALFORMED = {
     ),
     "backend-literal": _one(
         "energy:\n  backend: nvidia\n",
-        "energy.backend: 'nvidia' is not one of auto, nvml, rapl, codecarbon, zeus, null",
+        "energy.backend: 'nvidia' is not one of auto, nvml, rapl, codecarbon, zeus, none",
     ),
     "preset-literal": _one(
         "decoder:\n  preset: fast\n",

@@ -224,3 +224,25 @@ def test_importing_config_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "yaml_value", ["null", "~", "none", "None", "NULL", "'null'", '"none"', "''"]
+)
+def test_no_energy_backend_is_named_none_however_yaml_writes_it(
+    tmp_path: Path, yaml_value: str
+) -> None:
+    # Unquoted null/~ (and an empty value) are YAML's None; none/null as strings mean the same.
+    path = _write(tmp_path / "c.yaml", f"energy:\n  backend: {yaml_value}\n")
+    if yaml_value == "''":
+        with pytest.raises(ConfigurationError, match=r"energy\.backend"):
+            load_config(path)
+        return
+    assert load_config(path).energy.backend == "none"
+
+
+@pytest.mark.parametrize("cli_value", ["null", "none", "~", "NONE"])
+def test_no_energy_backend_from_the_command_line(tmp_path: Path, cli_value: str) -> None:
+    path = _write(tmp_path / "c.yaml", "energy:\n  backend: auto\n")
+    config = load_config(path, parse_overrides([f"energy.backend={cli_value}"]))
+    assert config.energy.backend == "none"

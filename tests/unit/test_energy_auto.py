@@ -232,8 +232,8 @@ def test_explicit_zeus_without_the_extra_names_the_pip_command() -> None:
 
 
 def test_null_backend_measures_nothing() -> None:
-    backend = create_energy_backend(EnergyConfig(backend="null"), host="h")
-    assert backend.name == "null"
+    backend = create_energy_backend(EnergyConfig(backend="none"), host="h")
+    assert backend.name == "none"
     assert backend.measure_baseline(1.0) == {}
     reading = run_window(backend)
     metrics, warnings = build_energy_metrics(
@@ -260,3 +260,18 @@ def test_a_failing_part_does_not_leave_others_running(tmp_path: Path) -> None:
     time.sleep(0.25)
     assert gpu.power_calls == calls  # the NVML sampler was stopped too
     backend.close()
+
+
+def test_unmeasured_kinds_carry_their_reason_from_the_factory(tmp_path: Path) -> None:
+    leader = create_energy_backend(CONFIG, host="h", gpus=[], rapl=rapl_tree(tmp_path))
+    reading = run_window(leader)
+    assert {d.kind for d in reading.devices} == {"cpu", "dram"}
+    assert reading.unmeasured == {"gpu": "no GPU is visible to this process"}
+    other = create_energy_backend(CONFIG, host="h", gpus=[FakeGPU(uuid="GPU-a", energy_mj=0)],
+                                  is_host_leader=False)
+    reading = run_window(other)
+    metrics, _ = build_energy_metrics(reading, baseline_power_w=None, window_s=1.0,
+                                      output_tokens=1, num_requests=1, config=CONFIG)
+    assert metrics is not None and metrics.gpu_energy_j == 0.0  # measured: the counter stood
+    assert metrics.cpu_energy_j is None and metrics.ram_energy_j is None
+    assert "host leader (local rank 0)" in (metrics.unmeasured.cpu_energy_j or "")

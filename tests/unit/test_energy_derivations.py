@@ -79,16 +79,43 @@ def test_static_and_dynamic_split_on_a_known_case() -> None:
 
 
 def test_negative_dynamic_energy_is_clamped_and_flagged() -> None:
+    # 400 J measured against 50 W x 10 s = 500 J of idle: the split is clamped so that
+    # static + dynamic = total: static 400 J, dynamic 0 J.
     metrics, warnings = build(EnergyReading([device(energy_j=400.0)], "nvml"), {"gpu:GPU-a": 50.0})
     assert metrics is not None
     (gpu,) = metrics.devices
-    assert gpu.static_energy_j == pytest.approx(500.0)
+    assert gpu.static_energy_j == pytest.approx(400.0)
     assert gpu.dynamic_energy_j == 0.0
     assert gpu.dynamic_clamped is True
+    assert metrics.static_energy_j == pytest.approx(400.0)
     assert metrics.dynamic_energy_j == 0.0
     assert metrics.total_energy_j == pytest.approx(400.0)  # the measurement itself is kept
     assert codes(warnings) == ["negative_dynamic_energy"]
     assert "gpu:GPU-a" in warnings[0].message
+
+
+def test_static_plus_dynamic_is_the_total_for_clamped_and_unclamped_devices() -> None:
+    # The quickstart case: RAM 105.73 J over 5.2855 s against a doubled 40 W baseline (clamped:
+    # static 105.73 J), CPU 42.20 J against 3.82 W (static 20.20 J, dynamic 22.01 J).
+    reading = EnergyReading(
+        [
+            device("h:estimate:cpu", 42.20, 5.2855, kind="cpu", method="estimate",
+                   estimated=True, source="codecarbon"),
+            device("h:estimate:ram", 105.73, 5.2855, kind="dram", method="estimate",
+                   estimated=True, source="codecarbon"),
+        ],
+        "auto",
+    )
+    metrics, _ = build(reading, {"h:estimate:cpu": 3.821, "h:estimate:ram": 40.057},
+                       window_s=5.2855)
+    assert metrics is not None
+    assert metrics.static_energy_j == pytest.approx(3.821 * 5.2855 + 105.73)
+    assert metrics.dynamic_energy_j == pytest.approx(42.20 - 3.821 * 5.2855)
+    assert metrics.static_energy_j + metrics.dynamic_energy_j == pytest.approx(147.93)
+    assert metrics.total_energy_j == pytest.approx(147.93)
+    for d in metrics.devices:
+        assert d.static_energy_j is not None and d.dynamic_energy_j is not None
+        assert d.static_energy_j + d.dynamic_energy_j == pytest.approx(d.energy_j)
 
 
 def test_totals_by_kind_and_estimates() -> None:
@@ -208,3 +235,43 @@ def test_mean_power_uses_each_device_window_not_the_timing_window() -> None:
     assert metrics is not None
     assert metrics.mean_power_w == pytest.approx(110.0)  # not 1100 J / 8 s = 137.5 W
     assert metrics.total_energy_j == pytest.approx(1100.0)
+
+
+def test_a_deficit_within_the_baseline_resolution_is_a_note_not_a_warning() -> None:
+    # A fixed 20 W RAM estimate read as 99.9 J over 5 s against a 20 W baseline: 0.1 J
+    # (0.1% of 100 J) below it. Clamped and flagged, static = 99.9 J, but only an info note.
+    reading = EnergyReading([device("h:estimate:ram", 99.9, 5.0, kind="dram",
+                                    method="estimate", estimated=True, source="codecarbon")],
+                            "auto")
+    metrics, warnings = build(reading, {"h:estimate:ram": 20.0}, window_s=5.0)
+    assert metrics is not None
+    (ram,) = metrics.devices
+    assert (ram.static_energy_j, ram.dynamic_energy_j, ram.dynamic_clamped) == (99.9, 0.0, True)
+    assert codes(warnings) == ["dynamic_energy_zero"]
+    assert warnings[0].severity == "info" and "0.1 J" in warnings[0].message
+    # 2% below (98 J against 100 J) is beyond the 1% resolution: a warning.
+    reading.devices[0] = reading.devices[0].model_copy(update={"energy_j": 98.0})
+    _, warnings = build(reading, {"h:estimate:ram": 20.0}, window_s=5.0)
+    assert codes(warnings) == ["negative_dynamic_energy"]
+
+
+def test_a_cpu_only_reading_has_no_gpu_figure_and_says_why() -> None:
+    reading = EnergyReading(
+        [device("h:rapl:package-0", 42.0, kind="cpu", source="rapl"),
+         device("h:rapl:package-0/dram", 6.0, kind="dram", source="rapl")],
+        "auto",
+        unmeasured={"gpu": "no GPU is visible to this process"},
+    )
+    metrics, _ = build(reading)
+    assert metrics is not None
+    assert metrics.gpu_energy_j is None  # not 0.0: nothing was measured
+    assert (metrics.cpu_energy_j, metrics.ram_energy_j) == (42.0, 6.0)
+    assert metrics.unmeasured.gpu_energy_j == "no GPU is visible to this process"
+    assert metrics.unmeasured.cpu_energy_j is None
+    # Without a baseline, static/dynamic are unmeasured too; no sampler, no peak power.
+    assert metrics.static_energy_j is None and metrics.dynamic_energy_j is None
+    assert "energy.baseline.enabled: false" in (metrics.unmeasured.static_energy_j or "")
+    assert metrics.peak_power_w is None and metrics.unmeasured.peak_power_w
+    dumped = metrics.model_dump(mode="json")
+    assert dumped["gpu_energy_j"] is None
+    assert dumped["unmeasured"]["gpu_energy_j"] == "no GPU is visible to this process"

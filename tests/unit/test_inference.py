@@ -87,12 +87,15 @@ def test_timing_inequalities_and_callbacks(tiny: LoadedModel) -> None:
         assert r.cycle == 2
         assert r.ttft_s is not None
         assert r.submitted_s >= 0
-        assert 0 < r.ttft_s <= r.e2e_s
+        assert r.completion_s is not None
+        assert 0 < r.ttft_s <= r.completion_s <= r.e2e_s
         assert r.submitted_s + r.e2e_s <= out.window.duration_s
         if r.output_tokens >= 2:
-            assert r.itl_s is not None and r.itl_s > 0
-            # e2e = ttft + (k - 1) x mean gap
-            assert r.e2e_s == pytest.approx(r.ttft_s + (r.output_tokens - 1) * r.itl_s)
+            assert r.tpot_s is not None and r.tpot_s > 0
+            # own completion = ttft + (k - 1) x mean gap; the gaps add up to it
+            assert r.completion_s == pytest.approx(r.ttft_s + (r.output_tokens - 1) * r.tpot_s)
+            assert len(r.token_gaps_s) == r.output_tokens - 1
+            assert sum(r.token_gaps_s) == pytest.approx(r.completion_s - r.ttft_s, abs=1e-5)
     # requests of one batch share the submission time (the batch start)
     assert len({r.submitted_s for r in out.requests[:3]}) == 1
     assert out.requests[3].submitted_s > out.requests[0].submitted_s
@@ -102,8 +105,8 @@ def test_single_token_has_no_itl(tiny: LoadedModel) -> None:
     out = run_inference(tiny, _prompts(), _config(decoder={"max_new_tokens": 1}))
     for r in out.requests:
         assert r.output_tokens == 1
-        assert r.itl_s is None
-        assert r.ttft_s == r.e2e_s
+        assert r.tpot_s is None and r.token_gaps_s == ()
+        assert r.ttft_s == r.completion_s
 
 
 def test_traffic_waits_are_inside_window_but_outside_compute(tiny: LoadedModel) -> None:
@@ -281,3 +284,35 @@ def test_outputs_are_decoded_after_the_window_closes(
                         on_window_close=lambda: closed.append(True))
     assert len(decoded_while_open) == len(TEXTS) and not any(decoded_while_open)
     assert all(r.output_text is not None for r in out.requests)
+
+
+def test_ranks_send_their_share_of_one_system_wide_arrival_process() -> None:
+    from llm_energy_measure.core.batching import shard_prompts
+    from llm_energy_measure.core.timing import workload_arrival_times
+
+    cfg = _config(traffic={"enabled": True, "mode": "poisson", "rate_per_s": 4.0})
+    prompts = _prompts()  # 7 prompts, request ids 0..6
+    system = arrival_times(len(prompts), cfg.traffic, cfg.seed)
+    shards = [shard_prompts(prompts, [len(p.text) for p in prompts], 2, rank) for rank in (0, 1)]
+    sent = {
+        p.request_id: t
+        for shard in shards
+        for p, t in zip(shard, workload_arrival_times(shard, cfg.traffic, cfg.seed), strict=True)
+    }
+    # Every request arrives exactly once, at its time in the one system process: the two
+    # ranks together send 7 arrivals at 4 requests/s, not two copies of the same schedule.
+    assert sent == dict(enumerate(system))
+    assert len(set(sent.values())) == len(prompts)
+
+
+def test_a_shard_is_submitted_at_its_own_requests_arrivals(tiny: LoadedModel) -> None:
+    # Constant 10 requests/s over the workload: request i arrives at i / 10 s. The shard of
+    # requests 1 and 3 (rank 1 of 2) is submitted at 0.1 s and 0.3 s, not at 0 and 0.1 s.
+    cfg = _config(traffic={"enabled": True, "mode": "constant", "rate_per_s": 10.0},
+                  batching={"batch_size": 1})
+    shard = [p for p in _prompts()[:4] if p.request_id in (1, 3)]
+    out = run_inference(tiny, shard, cfg)
+    assert [r.submitted_s for r in out.requests] == pytest.approx([0.1, 0.3])
+    (note,) = [w for w in out.warnings if w.code == "traffic_arrivals"]
+    assert "one system-wide constant process at 10 requests/s" in note.message
+    assert "sharded by request" in note.message

@@ -81,10 +81,13 @@ def test_rows_stopping_at_eos_count_up_to_it_and_nothing_after(eos_model: Loaded
     assert out.output_tokens == 3 * EOS_STEP + 3 * MAX_NEW  # ids 0, 2, 4 stop early
     assert [s.output_tokens for s in out.sequences] == [r.output_tokens for r in out.requests]
     by_id = {r.request_id: r for r in out.requests}
-    # same batch (0..3): same first token time; the early row ends earlier
+    # same batch (0..3): same first token time; the early row completes earlier but is
+    # returned with its batch, so the caller sees the same e2e
     assert by_id[0].ttft_s == by_id[1].ttft_s
-    assert by_id[0].e2e_s < by_id[1].e2e_s
-    assert by_id[0].itl_s is not None and by_id[0].itl_s > 0
+    assert by_id[0].completion_s < by_id[1].completion_s  # type: ignore[operator]
+    assert by_id[0].e2e_s == by_id[1].e2e_s
+    assert by_id[0].completion_s < by_id[0].e2e_s  # type: ignore[operator]
+    assert by_id[0].tpot_s is not None and by_id[0].tpot_s > 0
 
 
 def test_pad_equal_to_eos_still_counts_up_to_first_eos(eos_model: LoadedModel) -> None:
@@ -135,10 +138,17 @@ def test_count_output_tokens(generated: list[int], eos: list[int], count: int) -
 
 
 def test_latencies_by_hand() -> None:
+    # A row of 3 tokens in a batch of 4 steps that returned at 11.6 s, submitted at 10.0 s.
     steps = [10.5, 10.7, 10.9, 11.5]
-    ttft, itl, e2e = latencies(steps, 3, submitted_s=10.0)
-    assert ttft == pytest.approx(0.5)
-    assert itl == pytest.approx(0.2)  # (10.9 - 10.5) / 2
-    assert e2e == pytest.approx(0.9)
-    assert latencies(steps, 1, submitted_s=10.0) == (pytest.approx(0.5), None, pytest.approx(0.5))
-    assert latencies(steps, 0, submitted_s=10.0) == (None, None, 0.0)
+    lat = latencies(steps, 3, submitted_s=10.0, returned_s=11.6)
+    assert lat.ttft_s == pytest.approx(0.5)
+    assert lat.token_gaps_s == pytest.approx((0.2, 0.2))
+    assert lat.tpot_s == pytest.approx(0.2)  # (10.9 - 10.5) / 2
+    assert lat.completion_s == pytest.approx(0.9)  # its own last token
+    assert lat.e2e_s == pytest.approx(1.6)  # returned with its batch
+    one = latencies(steps, 1, submitted_s=10.0, returned_s=11.6)
+    assert (one.ttft_s, one.tpot_s, one.token_gaps_s, one.completion_s) == (
+        pytest.approx(0.5), None, (), pytest.approx(0.5))
+    none = latencies(steps, 0, submitted_s=10.0, returned_s=11.6)
+    assert (none.ttft_s, none.tpot_s, none.completion_s) == (None, None, None)
+    assert none.e2e_s == pytest.approx(1.6)

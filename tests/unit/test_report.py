@@ -172,3 +172,15 @@ def test_every_plot_is_well_formed_svg(study):
     for svg in svgs:
         root = ET.fromstring(svg)
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_a_noisy_point_shows_a_positive_log_scale_interval_and_cannot_rank():
+    from llm_energy_measure.results.analysis.stats import metric_stats
+    from llm_energy_measure.results.report.page import _stat_cell
+
+    values = [0.1, 0.2, 0.84]  # t interval [-0.617, 1.377]; log scale [0.027536, 5.2440]
+    cell = _stat_cell(values, metric_stats(values), 1.0, estimated=False)
+    assert "[0.02754, 5.244] n=3 (log-scale CI)" in cell
+    assert "too noisy to rank" in cell and "±" not in cell and "-0.6" not in cell
+    steady = [1.0, 1.1, 0.9]
+    assert "± " in _stat_cell(steady, metric_stats(steady), 1.0, estimated=False)

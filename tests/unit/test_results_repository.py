@@ -54,7 +54,7 @@ def test_layout_and_round_trip(repo, tmp_path):
     assert repo.load_all_raw("exp-1") == [raws[1], raws[0]]
     assert repo.load_aggregated("exp-1") == result
     stored = json.loads((base / "aggregated" / "exp-1.json").read_text())
-    assert stored["schema_version"] == 1
+    assert stored["schema_version"] == 2
 
 
 def test_absent_results(repo):
@@ -258,3 +258,13 @@ def test_importing_results_does_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_result_of_the_older_schema_says_it_must_be_rerun(repo):
+    # Schema 1 stored ITL as each request's mean gap (itl_s) and e2e at the row's last token.
+    path = repo.save_aggregated(aggregate_results([make_raw("exp", 0, 1)]))
+    data = json.loads(path.read_text())
+    data["schema_version"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match="schema_version 1 was written by an older"):
+        repo.load_aggregated("exp")

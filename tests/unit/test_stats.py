@@ -92,3 +92,30 @@ def test_constant_values_collapse_the_interval():
 def test_fewer_than_two_values_raise():
     with pytest.raises(ValueError, match="at least 2"):
         metric_stats([1.0])
+
+
+def test_a_positive_quantity_whose_t_interval_crosses_zero_gets_a_log_scale_interval():
+    # J/token over 3 noisy runs: mean 0.38, std sqrt(0.1612) = 0.40150, t(.975, 2) = 4.302653.
+    # Student t: 0.38 +- 0.99738 = [-0.617, 1.377], impossible below 0. Log scale of the mean:
+    # f = exp(4.302653 x (0.40150 / 0.38) / sqrt(3)) = 13.800: [0.027536, 5.2440].
+    stats = metric_stats([0.1, 0.2, 0.84])
+    assert stats.mean == pytest.approx(0.38)
+    assert stats.std == pytest.approx(math.sqrt(0.1612))
+    assert stats.ci_method == "log_scale" and stats.too_noisy is True
+    assert stats.ci95_low == pytest.approx(0.027536, rel=1e-4)
+    assert stats.ci95_high == pytest.approx(5.2440, rel=1e-4)
+    assert stats.ci95_low * stats.ci95_high == pytest.approx(0.38**2)  # geometric about mean
+
+
+def test_a_zero_value_floors_the_interval_at_zero():
+    stats = metric_stats([0.0, 0.1, 0.9])  # mean 1/3, t interval [-0.88, 1.55]
+    assert stats.ci_method == "student_t_floor" and stats.too_noisy is True
+    assert stats.ci95_low == 0.0
+    assert stats.ci95_high == pytest.approx(1 / 3 + 4.302653 * stats.std / math.sqrt(3))
+
+
+def test_the_t_interval_is_kept_where_it_is_meaningful():
+    stats = metric_stats([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (stats.ci_method, stats.too_noisy) == ("student_t", False)
+    signed = metric_stats([-1.0, 1.0, 2.0], positive=False)  # not a positive quantity
+    assert signed.ci_method == "student_t" and signed.ci95_low < 0

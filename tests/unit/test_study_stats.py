@@ -25,7 +25,7 @@ def _agg(exp_id: str, energy_j: float, *, duration_s: float = 10.0, e2e_s: float
          with_energy: bool = True, cycles=()):
     raw = make_raw(
         exp_id, duration_s=duration_s,
-        requests=[make_request(i, ttft_s=0.1 * (i + 1), itl_s=0.01, e2e_s=e2e_s)
+        requests=[make_request(i, ttft_s=0.1 * (i + 1), tpot_s=0.01, e2e_s=e2e_s)
                   for i in range(4)],
         devices=[make_device("gpu:GPU-0", energy_j, duration_s=duration_s)],
         with_energy=with_energy, cycles=cycles,

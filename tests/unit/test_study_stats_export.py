@@ -38,6 +38,9 @@ def test_csv_has_one_row_per_run_with_param_columns(study, tmp_path):
     assert first["param.batching.batch_size"] == "1"
     assert first["param.model.precision"] == "float32"
     assert float(first["energy.total_energy_j"]) == pytest.approx(point_energy_j(1, "float32", 0))
+    # GPU-only runs: the CPU figure is null with its reason, never 0.
+    assert first["energy.cpu_energy_j"] == ""
+    assert first["energy.unmeasured.cpu_energy_j"] == "not measured by any process"
     assert [r["cycle"] for r in rows[:3]] == ["0", "1", "2"]
 
 
@@ -104,3 +107,41 @@ def test_parquet_without_pyarrow(study, tmp_path, monkeypatch):
 def test_swept_keys_first_seen_order(study):
     manifest, _ = study
     assert swept_keys(manifest) == ["batching.batch_size", "model.precision"]
+
+
+def test_point_stats_say_which_energy_figures_are_estimates(tmp_path):
+    from tests.unit.test_report import build_study
+
+    manifest, repo = build_study(tmp_path / "results", estimated_points=("b2-float16",))
+    export_study(manifest, repo, "json", tmp_path / "study.json",
+                 point_stats_path=tmp_path / "points.json")
+    points = {p["point_id"]: p for p in json.loads((tmp_path / "points.json").read_text())}
+    for key in ("energy_per_output_token_j", "total_energy_j", "mean_power_w"):
+        assert points["b2-float16"][f"{key}.estimated"] is True
+        assert points["b1-float32"][f"{key}.estimated"] is False
+    assert "output_tokens_per_s.estimated" not in points["b2-float16"]  # not from energy
+    export_study(manifest, repo, "csv", tmp_path / "runs.csv",
+                 point_stats_path=tmp_path / "points.csv")
+    rows = {r["point_id"]: r for r in _read_csv(tmp_path / "points.csv")}
+    assert rows["b2-float16"]["mean_power_w.estimated"] == "True"
+    assert rows["b1-float32"]["mean_power_w.estimated"] == "False"
+
+
+def test_point_stats_name_the_interval_method():
+    from llm_energy_measure.results.analysis.stats import metric_stats
+
+    noisy = metric_stats([0.1, 0.2, 0.84])
+    steady = metric_stats([1.0, 1.1, 0.9])
+    assert (noisy.ci_method, noisy.too_noisy) == ("log_scale", True)
+    assert (steady.ci_method, steady.too_noisy) == ("student_t", False)
+
+
+def test_point_stats_columns_carry_the_interval_method(study, tmp_path):
+    manifest, repo = study
+    export_study(manifest, repo, "csv", tmp_path / "runs.csv",
+                 point_stats_path=tmp_path / "points.csv")
+    first = _read_csv(tmp_path / "points.csv")[0]
+    # 150, 153, 156 J over 80 tokens: a tight interval, Student t, rankable.
+    assert first["energy_per_output_token_j.ci_method"] == "student_t"
+    assert first["energy_per_output_token_j.too_noisy"] == "False"
+    assert float(first["energy_per_output_token_j.ci95_low"]) > 0

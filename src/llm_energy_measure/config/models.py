@@ -181,10 +181,16 @@ class BaselineConfig(_Strict):
     duration_s: float = Field(DEFAULT_BASELINE_DURATION_S, ge=0.1, le=600)
 
 
+#: The backend that measures nothing. YAML reads an unquoted ``null`` as None, so the name is
+#: ``none``; None, ``null`` and ``none`` (any case) all select it.
+NO_ENERGY_BACKEND = "none"
+_NO_ENERGY_ALIASES = frozenset({"none", "null"})
+
+
 class EnergyConfig(_Strict):
     """Energy measurement: backend, sampler and emissions."""
 
-    backend: Literal["auto", "nvml", "rapl", "codecarbon", "zeus", "null"] = "auto"
+    backend: Literal["auto", "nvml", "rapl", "codecarbon", "zeus", "none"] = "auto"
     sample_interval_ms: float = Field(DEFAULT_SAMPLE_INTERVAL_MS, ge=10, le=60_000)
     baseline: BaselineConfig = BaselineConfig()
     country_iso_code: str | None = Field(None, min_length=3, max_length=3,
@@ -193,6 +199,16 @@ class EnergyConfig(_Strict):
     carbon_intensity_g_per_kwh: float | None = Field(None, ge=0, le=5000)
     pue: float = Field(1.0, ge=1.0, le=5.0)
     save_timeseries: bool = True
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _no_backend_alias(cls, value: object) -> object:
+        """``backend: null`` (YAML None), ``null`` or ``none`` -> ``none``."""
+        if value is None:
+            return NO_ENERGY_BACKEND
+        if isinstance(value, str) and value.strip().lower() in _NO_ENERGY_ALIASES:
+            return NO_ENERGY_BACKEND
+        return value
 
 
 class WarmupConfig(_Strict):

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from llm_energy_measure.state.study_models import StudyManifest
 
 
+#: Appended to every figure derived from estimated energy.
+ESTIMATE_MARK = " (estimate)"
+
+
 def _ms(stats: LatencyStats | None, field: str) -> str:
     if stats is None:
         return "n/a"
@@ -59,25 +63,31 @@ def summary_pairs(result: AggregatedResult | RawProcessResult) -> list[tuple[str
         ("throughput", f"{inf.output_tokens_per_s:.2f} out tok/s, "
                        f"{inf.total_tokens_per_s:.2f} total tok/s, {inf.requests_per_s:.3f} req/s"),
         ("TTFT p50 / p99", f"{_ms(inf.ttft, 'p50_s')} / {_ms(inf.ttft, 'p99_s')}"),
-        ("ITL p50 / p99", f"{_ms(inf.itl, 'p50_s')} / {_ms(inf.itl, 'p99_s')}"),
-        ("latency e2e p50 / p99", f"{_ms(inf.e2e, 'p50_s')} / {_ms(inf.e2e, 'p99_s')}"),
+        ("ITL p50 / p99 (per token gap)",
+         f"{_ms(inf.itl, 'p50_s')} / {_ms(inf.itl, 'p99_s')}"),
+        ("TPOT p50 / p99 (per request)",
+         f"{_ms(inf.tpot, 'p50_s')} / {_ms(inf.tpot, 'p99_s')}"),
+        ("e2e p50 / p99 (batch return)", f"{_ms(inf.e2e, 'p50_s')} / {_ms(inf.e2e, 'p99_s')}"),
+        ("own completion p50 / p99",
+         f"{_ms(inf.completion, 'p50_s')} / {_ms(inf.completion, 'p99_s')}"),
     ]
     e = result.energy
     if e is None:
         pairs.append(("energy", "not measured"))
     else:
         kind = "ESTIMATE, not a measurement" if e.estimated else "measured"
+        mark = ESTIMATE_MARK if e.estimated else ""
         dyn = "n/a (no baseline)" if e.dynamic_energy_j is None else f"{e.dynamic_energy_j:.3f} J"
         devices = ", ".join(f"{d.kind}:{d.method}" for d in e.devices)
         pairs += [
             ("energy total", f"{e.total_energy_j:.3f} J ({kind}; {devices})"),
-            ("energy dynamic", dyn),
-            ("energy per output token", si(e.energy_per_output_token_j, "J")),
-            ("mean power", si(e.mean_power_w, "W")),
+            ("energy dynamic", dyn + (mark if e.dynamic_energy_j is not None else "")),
+            ("energy per output token", si(e.energy_per_output_token_j, "J") + mark),
+            ("mean power", si(e.mean_power_w, "W") + mark),
         ]
         if e.emissions_g is not None:
             pairs.append(("emissions", f"{e.emissions_g:.4f} gCO2eq "
-                                       f"({e.carbon_intensity_g_per_kwh} g/kWh)"))
+                                       f"({e.carbon_intensity_g_per_kwh} g/kWh)" + mark))
     c = result.compute
     if c.flops is not None:
         pairs += [
@@ -94,13 +104,31 @@ def summary_pairs(result: AggregatedResult | RawProcessResult) -> list[tuple[str
     return pairs
 
 
+def cycle_stat_lines(result: AggregatedResult) -> list[str]:
+    """One line per metric summarised over cycles; energy figures carry the estimate mark."""
+    estimated = result.energy is not None and result.energy.estimated
+    lines = []
+    for stat_name, stat in sorted(result.cycle_stats.items()):
+        mark = ESTIMATE_MARK if estimated and stat_name.startswith("energy") else ""
+        lines.append(f"{stat_name}: mean {stat.mean:.4g}{mark} ± CI95 [{stat.ci95_low:.4g}, "
+                     f"{stat.ci95_high:.4g}] over {stat.n} cycles"
+                     + _CI_NOTES.get(stat.ci_method, "")
+                     + (" (high variance)" if stat.high_variance else ""))
+    return lines
+
+
+#: How a CI other than Student t is named where it is shown.
+_CI_NOTES = {
+    "log_scale": " (log-scale CI: the t interval crossed 0; too noisy to rank)",
+    "student_t_floor": " (t CI floored at 0; too noisy to rank)",
+}
+
+
 def print_summary(result: AggregatedResult) -> None:
     """The run summary table, then every warning."""
     typer.echo(format_pairs(summary_pairs(result)))
-    for stat_name, stat in sorted(result.cycle_stats.items()):
-        typer.echo(f"{stat_name}: mean {stat.mean:.4g} ± CI95 [{stat.ci95_low:.4g}, "
-                   f"{stat.ci95_high:.4g}] over {stat.n} cycles"
-                   + (" (high variance)" if stat.high_variance else ""))
+    for line in cycle_stat_lines(result):
+        typer.echo(line)
     for w in result.warnings:
         typer.echo(f"{w.severity}: [{w.code}] {w.message}", err=True)
     for figure, reason in sorted(result.engine.unreported.items()):
@@ -185,11 +213,13 @@ def print_result(
 def print_process_table(result: AggregatedResult) -> None:
     """One row per process of a multi-process result (nothing for a single process)."""
     if len(result.processes) > 1:
+        star = "*" if result.energy is not None and result.energy.estimated else ""
         typer.echo(format_table(
             ("process", "host", "out tokens", "tok/s", "energy J"),
             [(p.process_index, p.hostname, p.output_tokens, f"{p.output_tokens_per_s:.1f}",
-              "" if p.energy_j is None else f"{p.energy_j:.2f}") for p in result.processes],
-        ))
+              "" if p.energy_j is None else f"{p.energy_j:.2f}{star}")
+             for p in result.processes],
+        ) + ("\n* energy is an estimate" if star else ""))
 
 
 @contextmanager

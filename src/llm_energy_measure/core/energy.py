@@ -20,37 +20,83 @@ from llm_energy_measure.domain import (
     DeviceEnergy,
     EnergyMetrics,
     MeasurementWarning,
+    UnmeasuredEnergy,
     UtilisationSample,
 )
 
 J_PER_KWH = 3.6e6
+#: (EnergyMetrics field, device kind, label) of the per-kind energy totals.
+KIND_FIELDS = (
+    ("gpu_energy_j", "gpu", "GPU"),
+    ("cpu_energy_j", "cpu", "CPU package"),
+    ("ram_energy_j", "dram", "DRAM"),
+)
 #: Shortest window (s) for which NVML energy counter deltas are trusted.
 MIN_COUNTER_WINDOW_S = MIN_WINDOW_COUNTER_PERIODS * NVML_COUNTER_UPDATE_PERIOD_S
 
 
+#: A deficit (energy below baseline power x window) of up to this fraction of baseline x
+#: window is within the resolution of an idle baseline: a constant power model (codecarbon's
+#: RAM) reads a few 0.1% apart over two windows, and counters see idle jitter. Such a split is
+#: clamped and flagged like any other but noted at info level (``dynamic_energy_zero``), not
+#: warned about as ``negative_dynamic_energy``.
+BASELINE_RESOLUTION = 0.01
+
+
 def split_baseline(
     device: DeviceEnergy, baseline_power_w: float | None
-) -> tuple[DeviceEnergy, bool]:
-    """The device figure with static/dynamic energy filled in, and whether it was clamped.
+) -> tuple[DeviceEnergy, float]:
+    """The device figure with static/dynamic energy filled in, and its deficit (J).
 
     static_j = baseline_w x the device's own window (duration_s); dynamic_j = energy_j -
-    static_j, clamped at 0 (and ``dynamic_clamped``) when the device drew less than its idle
-    power. Without a baseline the device is returned unchanged.
+    static_j. When the device drew less than its idle power (dynamic_j < 0) the split is
+    clamped: dynamic_j = 0, static_j = energy_j, ``dynamic_clamped`` is set, and the deficit
+    (baseline x window - energy_j) is returned, so that static_j + dynamic_j = energy_j always
+    holds. Without a baseline the device is returned unchanged (deficit 0).
     """
     if baseline_power_w is None:
-        return device, False
+        return device, 0.0
     static_j = baseline_power_w * device.duration_s
-    dynamic_j = device.energy_j - static_j
-    clamped = dynamic_j < 0
+    deficit_j = max(0.0, static_j - device.energy_j)
+    clamped = deficit_j > 0
+    if clamped:
+        static_j = device.energy_j
     updated = device.model_copy(
         update={
             "baseline_power_w": baseline_power_w,
             "static_energy_j": static_j,
-            "dynamic_energy_j": max(0.0, dynamic_j),
+            "dynamic_energy_j": device.energy_j - static_j,
             "dynamic_clamped": clamped,
         }
     )
-    return updated, clamped
+    return updated, deficit_j
+
+
+def _clamp_warnings(clamped: Sequence[tuple[DeviceEnergy, float]]) -> list[MeasurementWarning]:
+    """``negative_dynamic_energy`` for deficits beyond BASELINE_RESOLUTION, else an info note."""
+    large = [(d, j) for d, j in clamped if j > BASELINE_RESOLUTION * (d.energy_j + j)]
+    small = [(d, j) for d, j in clamped if (d, j) not in large]
+    warnings: list[MeasurementWarning] = []
+    if large:
+        what = ", ".join(f"{d.device_id} ({j:.3g} J below)" for d, j in large)
+        warnings.append(MeasurementWarning(
+            code="negative_dynamic_energy",
+            message=(
+                f"energy over the window was below idle baseline x window for {what}; dynamic "
+                "energy clamped to 0 and static energy set to the total (baseline drifted or "
+                "was measured while the device was busy)"
+            ),
+        ))
+    if small:
+        what = ", ".join(f"{d.device_id} ({j:.3g} J)" for d, j in small)
+        warnings.append(MeasurementWarning(
+            code="dynamic_energy_zero", severity="info",
+            message=(
+                f"dynamic energy of {what} is zero within the baseline's resolution "
+                f"({BASELINE_RESOLUTION:.0%} of baseline x window): clamped to 0, static = total"
+            ),
+        ))
+    return warnings
 
 
 def peak_total_power_w(samples: Iterable[UtilisationSample]) -> float | None:
@@ -92,10 +138,14 @@ def build_energy_metrics(
 ) -> tuple[EnergyMetrics | None, list[MeasurementWarning]]:
     """Energy metrics of one measured window, and every energy warning.
 
-    - Per device: static = baseline power x device window, dynamic = energy - static,
-      clamped at 0 with ``dynamic_clamped`` and a ``negative_dynamic_energy`` warning.
-    - Totals: total_energy_j sums every device; gpu/cpu/ram by kind. static/dynamic totals
-      are None unless every device has a baseline (``partial_baseline`` warning otherwise).
+    - Per device: static = baseline power x device window, dynamic = energy - static; when
+      that is negative, dynamic = 0 and static = energy (``dynamic_clamped``), so static +
+      dynamic = total in every result. A deficit beyond BASELINE_RESOLUTION draws a
+      ``negative_dynamic_energy`` warning, a smaller one a ``dynamic_energy_zero`` note.
+    - Totals: total_energy_j sums every device; gpu/cpu/ram by kind, None for a kind with no
+      device (reason in ``unmeasured``: the reading's, else a generic one). static/dynamic
+      totals are None unless every device has a baseline (``partial_baseline`` warning when
+      some have one).
     - mean_power_w = the sum over devices of energy / that device's own window (a process
       that waits for the others at the closing barrier measures energy over a longer window
       than its timing window_s); total / window_s when a device has no duration.
@@ -114,27 +164,23 @@ def build_energy_metrics(
         return None, warnings
     baselines = baseline_power_w or {}
     devices: list[DeviceEnergy] = []
-    clamped_ids: list[str] = []
+    clamped: list[tuple[DeviceEnergy, float]] = []
     for raw in reading.devices:
-        device, clamped = split_baseline(raw, baselines.get(raw.device_id))
+        device, deficit_j = split_baseline(raw, baselines.get(raw.device_id))
         devices.append(_device_peak(device, reading.timeseries))
-        if clamped:
-            clamped_ids.append(device.device_id)
-    if clamped_ids:
-        warnings.append(
-            MeasurementWarning(
-                code="negative_dynamic_energy",
-                message=(
-                    "energy over the window was below idle baseline x window for "
-                    f"{', '.join(clamped_ids)}; dynamic energy clamped to 0 (baseline drifted "
-                    "or was measured while the device was busy)"
-                ),
-            )
-        )
+        if device.dynamic_clamped:
+            clamped.append((device, deficit_j))
+    warnings.extend(_clamp_warnings(clamped))
     total_j = sum(d.energy_j for d in devices)
     by_kind: dict[str, float] = defaultdict(float)
     for device in devices:
         by_kind[device.kind] += device.energy_j
+    unmeasured = {
+        field: reading.unmeasured.get(kind)
+        or f"no {label} figure in this measurement ({reading.backend} backend)"
+        for field, kind, label in KIND_FIELDS
+        if kind not in by_kind
+    }
 
     without_baseline = [d.device_id for d in devices if d.static_energy_j is None]
     static_j: float | None = None
@@ -143,15 +189,20 @@ def build_energy_metrics(
         static_j = sum(d.static_energy_j or 0.0 for d in devices)
         dynamic_j = sum(d.dynamic_energy_j or 0.0 for d in devices)
     elif baseline_power_w:
+        why = f"no idle baseline for {', '.join(without_baseline)}"
+        unmeasured.update(static_energy_j=why, dynamic_energy_j=why)
         warnings.append(
             MeasurementWarning(
                 code="partial_baseline",
-                message=(
-                    f"no idle baseline for {', '.join(without_baseline)}: static/dynamic totals "
-                    "are not reported (per-device figures are)"
-                ),
+                message=f"{why}: static/dynamic totals are not reported (per-device figures are)",
             )
         )
+    else:
+        why = (
+            "no idle baseline was measured (energy.baseline.enabled: false)"
+            if baseline_power_w is None else "the idle baseline measured no device"
+        )
+        unmeasured.update(static_energy_j=why, dynamic_energy_j=why)
 
     uses_gpu_counter = any(d.kind == "gpu" and d.method == "counter" for d in devices)
     if uses_gpu_counter and window_s < MIN_COUNTER_WINDOW_S:
@@ -177,20 +228,23 @@ def build_energy_metrics(
         total_j / J_PER_KWH * intensity * config.pue if intensity is not None else None
     )
 
+    peak_power = peak_total_power_w(reading.timeseries)
+    if peak_power is None:
+        unmeasured["peak_power_w"] = "no power samples (only sampled devices, e.g. GPUs, have them)"
     metrics = EnergyMetrics(
         devices=tuple(devices),
         backend=reading.backend,
         total_energy_j=total_j,
-        gpu_energy_j=by_kind["gpu"],
-        cpu_energy_j=by_kind["cpu"],
-        ram_energy_j=by_kind["dram"],
+        gpu_energy_j=by_kind.get("gpu"),
+        cpu_energy_j=by_kind.get("cpu"),
+        ram_energy_j=by_kind.get("dram"),
         static_energy_j=static_j,
         dynamic_energy_j=dynamic_j,
         estimated=any(d.estimated for d in devices),
         methods=tuple(sorted({d.method for d in devices})),
         duration_s=window_s,
         mean_power_w=_mean_power_w(devices, total_j, window_s),
-        peak_power_w=peak_total_power_w(reading.timeseries),
+        peak_power_w=peak_power,
         energy_per_output_token_j=total_j / output_tokens if output_tokens > 0 else None,
         energy_per_request_j=total_j / num_requests if num_requests > 0 else None,
         output_tokens_per_j=output_tokens / total_j if total_j > 0 else None,
@@ -198,5 +252,6 @@ def build_energy_metrics(
         carbon_intensity_g_per_kwh=intensity,
         carbon_intensity_source=intensity_source,
         pue=config.pue,
+        unmeasured=UnmeasuredEnergy(**unmeasured),
     )
     return metrics, warnings

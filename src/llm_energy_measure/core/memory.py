@@ -13,6 +13,9 @@ from typing import Any
 
 from llm_energy_measure.domain import MemoryStats
 
+#: Why GPU memory peaks are None on a process that holds no CUDA memory.
+NO_CUDA_MEMORY = "no CUDA device holds memory in this process (CPU run)"
+
 
 def _torch_if_loaded() -> Any | None:
     """The torch module if this process already imported it (never imports it)."""
@@ -173,4 +176,5 @@ class MemoryWindow:
             gpu_peak_allocated_bytes=allocated,
             gpu_peak_reserved_bytes=reserved,
             cpu_peak_rss_bytes=self._rss.stop(),
+            gpu_unmeasured=None if self._devices else NO_CUDA_MEMORY,
         )

@@ -81,7 +81,11 @@ class InferenceOutput:
 
 @dataclass
 class EnergyReading:
-    """Raw energy over one window from a backend: per device, before baseline/derivations."""
+    """Raw energy over one window from a backend: per device, before baseline/derivations.
+
+    ``unmeasured`` maps a device kind the reading has no figure for (``gpu``, ``cpu``,
+    ``dram``) to why (e.g. measured by the host leader, no GPU visible).
+    """
 
     devices: list[DeviceEnergy]
     backend: str
@@ -89,3 +93,4 @@ class EnergyReading:
     timeseries: list[UtilisationSample] = field(default_factory=list)
     carbon_intensity_g_per_kwh: float | None = None
     carbon_intensity_source: str | None = None
+    unmeasured: dict[str, str] = field(default_factory=dict)

@@ -15,6 +15,7 @@ from llm_energy_measure.domain.metrics import (
     MetricStats,
     RequestRecord,
     Timestamps,
+    UnmeasuredEnergy,
     UtilisationSample,
 )
 from llm_energy_measure.domain.model_info import ModelInfo, QuantizationSpec
@@ -47,5 +48,6 @@ __all__ = [
     "RawProcessResult",
     "RequestRecord",
     "Timestamps",
+    "UnmeasuredEnergy",
     "UtilisationSample",
 ]

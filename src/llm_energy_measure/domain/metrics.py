@@ -61,9 +61,15 @@ class RequestRecord(FrozenModel):
     """One request (prompt) as measured.
 
     Times are relative to the start of the measured window, in seconds. ``ttft_s`` runs from
-    submission (arrival in traffic mode, batch start otherwise) to the first generated token;
-    ``itl_s`` is the mean gap between this sequence's later tokens (None with one token);
-    ``e2e_s`` runs from submission to this sequence's last token.
+    submission (arrival in traffic mode, batch start otherwise) to the first generated token.
+    ``token_gaps_s`` are the gaps between this sequence's consecutive tokens (the source of
+    ITL per token gap); ``tpot_s`` is their mean (time per output token after the first; None
+    with one token). ``e2e_s`` is the latency the caller sees: submission to the return of
+    the request's generate call (with static batching the answer returns with its batch);
+    ``completion_s`` runs from submission to this sequence's own last token (at most e2e_s).
+
+    ``token_gaps_s`` is bounded: rounded to 1 us and, beyond ``MAX_TOKEN_GAPS`` gaps, every
+    ``token_gap_stride``-th gap is kept (each standing for ``token_gap_stride`` gaps).
     """
 
     request_id: int
@@ -72,9 +78,24 @@ class RequestRecord(FrozenModel):
     output_tokens: int = Field(ge=0)
     submitted_s: float
     ttft_s: float | None = None
-    itl_s: float | None = None
+    tpot_s: float | None = None
+    token_gaps_s: tuple[float, ...] = ()
+    token_gap_stride: int = Field(1, ge=1)
     e2e_s: float
+    completion_s: float | None = None
     output_text: str | None = None
+
+
+#: Token gaps kept per request record (beyond, a strided sample: see RequestRecord).
+MAX_TOKEN_GAPS = 2048
+
+
+def token_gap_samples(requests: Sequence[RequestRecord]) -> list[float]:
+    """Every token gap of every request (s), each kept gap repeated ``token_gap_stride``
+    times: the population of ITL per token gap (as serving benchmarks report it)."""
+    return [
+        gap for r in requests for gap in r.token_gaps_s for _ in range(r.token_gap_stride)
+    ]
 
 
 class Timestamps(FrozenModel):
@@ -95,6 +116,11 @@ class InferenceMetrics(FrozenModel):
     excluded); in an aggregated result, the system window (latest end - earliest start of the
     processes' measured windows), which includes simulated arrival gaps when traffic
     simulation is on (a ``traffic_in_system_window`` note says so).
+
+    Latency (seconds): ``ttft`` time to first token; ``itl`` ITL per token gap (over every
+    gap between consecutive tokens, as vLLM's ``bench serve`` reports it); ``tpot`` TPOT per
+    request (over each request's mean gap); ``e2e`` what the caller sees (submission to the
+    return of the request's batch); ``completion`` submission to the request's own last token.
     """
 
     num_requests: int
@@ -107,7 +133,9 @@ class InferenceMetrics(FrozenModel):
     requests_per_s: float
     ttft: LatencyStats | None = None
     itl: LatencyStats | None = None
+    tpot: LatencyStats | None = None
     e2e: LatencyStats | None = None
+    completion: LatencyStats | None = None
 
     @classmethod
     def from_requests(
@@ -115,7 +143,10 @@ class InferenceMetrics(FrozenModel):
     ) -> InferenceMetrics:
         """Totals, rates over ``inference_time_s`` and latency stats of the given requests.
 
-        Latency percentiles come from the union of the requests (never averaged percentiles).
+        Latency percentiles come from the union of the requests (never averaged percentiles):
+        ``itl`` over every token gap of every request (ITL per token gap), ``tpot`` over each
+        request's mean gap (TPOT per request), ``e2e`` over the caller-visible latencies
+        (batch return), ``completion`` over each request's own last token.
         """
         input_tokens = sum(r.input_tokens for r in requests)
         output_tokens = sum(r.output_tokens for r in requests)
@@ -133,10 +164,22 @@ class InferenceMetrics(FrozenModel):
             output_tokens_per_s=rate(output_tokens),
             total_tokens_per_s=rate(total),
             requests_per_s=rate(len(requests)),
-            ttft=LatencyStats.from_samples([r.ttft_s for r in requests if r.ttft_s is not None]),
-            itl=LatencyStats.from_samples([r.itl_s for r in requests if r.itl_s is not None]),
-            e2e=LatencyStats.from_samples([r.e2e_s for r in requests]),
+            **latency_stats(requests),
         )
+
+
+def latency_stats(requests: Sequence[RequestRecord]) -> dict[str, LatencyStats | None]:
+    """The latency fields of InferenceMetrics (ttft, itl, tpot, e2e, completion) over the
+    union of ``requests``."""
+    return {
+        "ttft": LatencyStats.from_samples([r.ttft_s for r in requests if r.ttft_s is not None]),
+        "itl": LatencyStats.from_samples(token_gap_samples(requests)),
+        "tpot": LatencyStats.from_samples([r.tpot_s for r in requests if r.tpot_s is not None]),
+        "e2e": LatencyStats.from_samples([r.e2e_s for r in requests]),
+        "completion": LatencyStats.from_samples(
+            [r.completion_s for r in requests if r.completion_s is not None]
+        ),
+    }
 
 
 EnergyMethod = Literal["counter", "sampled_power", "estimate"]
@@ -171,19 +214,39 @@ class DeviceEnergy(FrozenModel):
     dynamic_clamped: bool = False
 
 
+class UnmeasuredEnergy(FrozenModel):
+    """Why an energy figure is None: one reason per field of EnergyMetrics that can be
+    unmeasured (None where the figure was measured). A fixed set of fields, so that every
+    export has the same columns."""
+
+    gpu_energy_j: str | None = None
+    cpu_energy_j: str | None = None
+    ram_energy_j: str | None = None
+    static_energy_j: str | None = None
+    dynamic_energy_j: str | None = None
+    peak_power_w: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """The reasons given, by field name."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class EnergyMetrics(FrozenModel):
     """Energy over a window: per-device figures plus totals and derived ratios.
 
     ``estimated`` is true when any figure is an estimate. Static energy = idle baseline power x
-    window; dynamic = total - static (clamped at zero and flagged when negative).
+    window; dynamic = total - static (clamped at zero and flagged when negative; static +
+    dynamic = total). A figure of a device or domain that was not measured (``gpu_energy_j`` on
+    a host without GPU, static/dynamic without a baseline) is None, never 0, and
+    ``unmeasured`` gives the reason under its field name.
     """
 
     devices: tuple[DeviceEnergy, ...] = ()
     backend: str
     total_energy_j: float
-    gpu_energy_j: float = 0.0
-    cpu_energy_j: float = 0.0
-    ram_energy_j: float = 0.0
+    gpu_energy_j: float | None = None
+    cpu_energy_j: float | None = None
+    ram_energy_j: float | None = None
     static_energy_j: float | None = None
     dynamic_energy_j: float | None = None
     estimated: bool
@@ -198,6 +261,7 @@ class EnergyMetrics(FrozenModel):
     carbon_intensity_g_per_kwh: float | None = None
     carbon_intensity_source: str | None = None
     pue: float = 1.0
+    unmeasured: UnmeasuredEnergy = UnmeasuredEnergy()
 
 
 FlopsMethod = Literal["analytic", "flop_counter", "calflops", "parameter_estimate"]
@@ -229,12 +293,14 @@ class ComputeMetrics(FrozenModel):
 
 
 class MemoryStats(FrozenModel):
-    """Memory over the measured window. GPU peaks are reset at the window start."""
+    """Memory over the measured window. GPU peaks are reset at the window start; they are
+    None (never 0) without a CUDA device, and ``gpu_unmeasured`` then says why."""
 
     model_weights_bytes: int | None = None
     gpu_peak_allocated_bytes: int | None = None
     gpu_peak_reserved_bytes: int | None = None
     cpu_peak_rss_bytes: int | None = None
+    gpu_unmeasured: str | None = None
 
 
 class UtilisationSample(FrozenModel):
@@ -249,8 +315,18 @@ class UtilisationSample(FrozenModel):
     sm_clock_mhz: float | None = None
 
 
+CiMethod = Literal["student_t", "log_scale", "student_t_floor"]
+
+
 class MetricStats(FrozenModel):
-    """Statistics of a headline metric over repeated cycles (95% CI from Student t)."""
+    """Statistics of a headline metric over repeated cycles or runs, with a 95% CI.
+
+    ``ci_method``: ``student_t`` (mean +- t x std / sqrt(n)) where that interval stays within
+    what the quantity can be; for a positive quantity whose t interval crosses zero,
+    ``log_scale`` (the t interval of log(mean): mean / f .. mean x f, f = exp(t x cv /
+    sqrt(n))), or ``student_t_floor`` (lower bound 0) when some value is 0. ``too_noisy``
+    flags those points: the spread is as large as the mean, too noisy to rank.
+    """
 
     n: int
     mean: float
@@ -259,17 +335,22 @@ class MetricStats(FrozenModel):
     ci95_low: float
     ci95_high: float
     high_variance: bool = False
+    ci_method: CiMethod = "student_t"
+    too_noisy: bool = False
 
 
 class CycleMetrics(FrozenModel):
     """Headline figures of one cycle of the measured workload.
 
     ``device_energy_j`` maps each physical device id to its energy in this cycle, so that
-    aggregation can count every device once per cycle too.
+    aggregation can count every device once per cycle too. ``energy_window`` holds the
+    wall-clock edges of this process's energy window (taken after its backend started and
+    before it stopped), against which aggregation checks every process's ``timestamps``.
     """
 
     cycle: int
     timestamps: Timestamps
+    energy_window: Timestamps | None = None
     input_tokens: int
     output_tokens: int
     num_requests: int
@@ -279,6 +360,7 @@ class CycleMetrics(FrozenModel):
     energy_per_output_token_j: float | None = None
     ttft_p50_s: float | None = None
     itl_p50_s: float | None = None
+    tpot_p50_s: float | None = None
 
 
 class MeasurementWarning(FrozenModel):

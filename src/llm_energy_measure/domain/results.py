@@ -78,6 +78,8 @@ class ProcessSummary(FrozenModel):
     output_tokens_per_s: float
     energy_j: float | None = None
     device_ids: tuple[str, ...] = ()
+    #: Wall-clock edges of the process's energy windows (first cycle's start, last's end).
+    energy_window: Timestamps | None = None
 
 
 class AggregationMetadata(FrozenModel):
@@ -92,6 +94,10 @@ class AggregationMetadata(FrozenModel):
     unique_devices: tuple[str, ...] = ()
     duplicate_devices: tuple[str, ...] = ()
     temporal_overlap: bool = True
+    #: Smallest margin (s) by which an energy window of a process covered the measured
+    #: windows of every process of its host in a cycle; negative: that much of a workload
+    #: ran outside it (``energy_window_gap``). None without recorded energy windows.
+    energy_window_margin_s: float | None = None
     config_hashes: tuple[str, ...] = ()
     method: str = "late"
 

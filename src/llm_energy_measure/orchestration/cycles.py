@@ -69,17 +69,23 @@ def combine_readings(readings: Sequence[EnergyReading]) -> EnergyReading:
         timeseries=[s for r in readings for s in r.timeseries],
         carbon_intensity_g_per_kwh=first.carbon_intensity_g_per_kwh,
         carbon_intensity_source=first.carbon_intensity_source,
+        unmeasured=dict(first.unmeasured),
     )
 
 
 def cycle_metrics(
-    cycle: int, output: InferenceOutput, energy: EnergyMetrics | None
+    cycle: int,
+    output: InferenceOutput,
+    energy: EnergyMetrics | None,
+    energy_window: Timestamps | None = None,
 ) -> CycleMetrics:
-    """Headline figures of one cycle; throughput over the cycle's compute time."""
+    """Headline figures of one cycle; throughput over the cycle's compute time.
+    ``energy_window``: the wall-clock edges of the cycle's energy window."""
     inference = InferenceMetrics.from_requests(output.requests, output.compute_time_s)
     return CycleMetrics(
         cycle=cycle,
         timestamps=output.window,
+        energy_window=energy_window,
         input_tokens=inference.input_tokens,
         output_tokens=inference.output_tokens,
         num_requests=inference.num_requests,
@@ -91,6 +97,7 @@ def cycle_metrics(
         energy_per_output_token_j=energy.energy_per_output_token_j if energy else None,
         ttft_p50_s=inference.ttft.p50_s if inference.ttft else None,
         itl_p50_s=inference.itl.p50_s if inference.itl else None,
+        tpot_p50_s=inference.tpot.p50_s if inference.tpot else None,
     )
 
 
@@ -101,9 +108,14 @@ def peak_memory(stats: Sequence[MemoryStats]) -> MemoryStats:
         values = [getattr(s, name) for s in stats if getattr(s, name) is not None]
         return max(values) if values else None
 
+    allocated = top("gpu_peak_allocated_bytes")
     return MemoryStats(
         model_weights_bytes=top("model_weights_bytes"),
-        gpu_peak_allocated_bytes=top("gpu_peak_allocated_bytes"),
+        gpu_peak_allocated_bytes=allocated,
         gpu_peak_reserved_bytes=top("gpu_peak_reserved_bytes"),
         cpu_peak_rss_bytes=top("cpu_peak_rss_bytes"),
+        gpu_unmeasured=(
+            None if allocated is not None
+            else next((s.gpu_unmeasured for s in stats if s.gpu_unmeasured), None)
+        ),
     )

@@ -7,6 +7,7 @@ The orchestrator receives its collaborators through the Protocols, so each can b
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +26,7 @@ from llm_energy_measure.domain import (
     MeasurementWarning,
     MemoryStats,
     RawProcessResult,
+    Timestamps,
 )
 from llm_energy_measure.exceptions import LLMBenchError
 from llm_energy_measure.interrupts import raise_if_stopped
@@ -129,12 +131,14 @@ class _Window:
     """Starts the energy backend and memory window when the engine opens its measured window,
     stops them when it closes (once, whichever of the engine or a failure closes it).
 
-    With several processes, every process passes a barrier before starting and another
-    before stopping its energy backend: all energy windows then span the same system window
-    (first start to last end), so host domains measured by one process per host cover the
-    time every process of that host was measuring. A process that finishes its share early
-    waits inside its energy window; its own timing window (tokens / its time) ends when its
-    last batch does.
+    With several processes, every process starts its energy backend and then passes the
+    barrier that releases the workload, and passes another barrier before stopping it: all
+    energy windows then span the same system window (first start to last end), so host
+    domains measured by one process per host cover the time every process of that host was
+    measuring, however long a backend takes to start. A process that finishes its share
+    early waits inside its energy window; its own timing window (tokens / its time) ends when
+    its last batch does. ``edges()`` gives the energy window's wall-clock edges (after the
+    backend started, before it stops) so that aggregation can check the overlap.
     """
 
     def __init__(
@@ -149,20 +153,31 @@ class _Window:
         self._opened = False
         self._reading: EnergyReading | None = None
         self._memory: MemoryStats | None = None
+        self._energy_start = self._energy_end = 0.0
+        self._memory_open = False
 
     def open(self) -> None:
-        self._barrier("window_open")
-        self._metrics.start_window()
         self._backend.start()
         self._opened = True
+        self._energy_start = time.time()
+        self._barrier("window_open")
+        self._metrics.start_window()
+        self._memory_open = True
 
     def close(self, *, synchronized: bool = True) -> None:
         """Stop the windows; ``synchronized=False`` (after a failure) skips the barrier."""
         if self._opened and self._reading is None:
             if synchronized:
                 self._barrier("window_close")
+            self._energy_end = time.time()
             self._reading = self._backend.stop()
-            self._memory = self._metrics.stop_window()
+            # A barrier that failed at the opening leaves no memory window to stop.
+            self._memory = self._metrics.stop_window() if self._memory_open else MemoryStats()
+
+    def edges(self) -> Timestamps:
+        """Wall-clock (epoch s) edges of the energy window, inside the backend's own."""
+        return Timestamps(start=self._energy_start, end=self._energy_end,
+                          duration_s=max(0.0, self._energy_end - self._energy_start))
 
     def result(self) -> tuple[EnergyReading, MemoryStats]:
         if self._reading is None or self._memory is None:
@@ -271,7 +286,7 @@ class ExperimentOrchestrator:
             measured.cycle_warnings.extend(cycle_warnings)
             measured.outputs.append(output)
             measured.readings.append(reading)
-            measured.cycles.append(cycle_metrics(cycle, output, energy))
+            measured.cycles.append(cycle_metrics(cycle, output, energy, window.edges()))
         return measured
 
     def _finish(

@@ -67,6 +67,12 @@ def _check_schema_version(data: bytes, path: Path) -> None:
     if not isinstance(head, dict):
         raise ResultsError(f"{path}: not a result object")
     version = head.get("schema_version")
+    if isinstance(version, int) and version < min(SUPPORTED_SCHEMA_VERSIONS):
+        raise ResultsError(
+            f"{path}: schema_version {version} was written by an older llm-energy-measure "
+            f"(this one reads {_SUPPORTED}: latency and energy fields changed meaning); re-run "
+            "the experiment, or read it with the version that wrote it"
+        )
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         raise ResultsError(
             f"{path}: unknown schema_version {version!r} (this llm-energy-measure reads "

@@ -31,6 +31,12 @@ DEFAULT_COUNTRY_ISO_CODE = "USA"
 #: information, and its Python thread then competes with the measured run for the GIL and the
 #: cores (on a 2-core machine it cost a few percent of the throughput at 0.1 s).
 MIN_MEASURE_POWER_S = 1.0
+#: codecarbon updates its figures every measure_power_s from a timer thread, and measures once
+#: more when stopped unless its last update is under 0.05 s old (that tail is then lost). A
+#: stop that coincides with a scheduled update runs concurrently with it and both count the
+#: last interval (a 1.00 s window over a 1 s poll read RAM at 40 W instead of 20 W). ``stop``
+#: therefore never stops the tracker within this many seconds of an update.
+UPDATE_GUARD_S = 0.1
 
 _J_PER_KWH = 3.6e6
 #: Countries for which codecarbon ships sub-national data.
@@ -128,7 +134,14 @@ class CodeCarbonBackend(BaseEnergyBackend):
     Device ids ``<host>:estimate:cpu`` (kind ``cpu``) and ``<host>:estimate:ram`` (kind
     ``dram``), scope ``host``, ``estimated=True``. codecarbon's GPU figure is ignored: GPUs
     are measured per UUID by the NVML backend. ``tracker_factory`` builds a tracker with
-    start()/stop() and ``final_emissions_data`` (a seam for tests).
+    start()/stop() and ``final_emissions_data`` (a seam for tests); ``sleep`` waits (tests
+    pass a fake clock's advance).
+
+    The tracker updates every ``measure_power_s`` (``update_period_s``): the idle baseline
+    then spans several whole updates and a half (see ``base.baseline_window_s``), and a
+    window never closes within ``UPDATE_GUARD_S`` of an update (it is extended past it). The
+    device's ``duration_s`` is the tracker's own span (``final_emissions_data.duration``), the
+    time its energy covers, else this backend's clock between start and stop.
     """
 
     name = "codecarbon"
@@ -143,6 +156,7 @@ class CodeCarbonBackend(BaseEnergyBackend):
         region: str | None = None,
         tracker_factory: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not include:
             raise ValueError("include must name cpu and/or ram")
@@ -151,6 +165,8 @@ class CodeCarbonBackend(BaseEnergyBackend):
         self.host = host
         self.include = tuple(include)
         self.measure_power_s = max(MIN_MEASURE_POWER_S, sample_interval_ms / 1000.0)
+        self.update_period_s = self.measure_power_s
+        self.idle = sleep
         self._country = country_iso_code or DEFAULT_COUNTRY_ISO_CODE
         self._region = region
         self._real_tracker = tracker_factory is None
@@ -190,6 +206,7 @@ class CodeCarbonBackend(BaseEnergyBackend):
         if tracker is None:
             raise EnergyTrackingError("codecarbon window was not started")
         self._tracker = None
+        self._wait_clear_of_update()
         t1 = self._clock()
         tracker.stop()
         data = getattr(tracker, "final_emissions_data", None)
@@ -197,9 +214,13 @@ class CodeCarbonBackend(BaseEnergyBackend):
             # codecarbon swallows its own exceptions; no data means it failed silently.
             raise EnergyTrackingError(
                 "codecarbon returned no energy data for the window (run with --verbose to "
-                "see its log); use energy.backend null to run without energy"
+                "see its log); use energy.backend none to run without energy"
             )
-        duration_s = max(0.0, t1 - self._t0)
+        # The tracker's own span (its start to its final update) is what its energy covers.
+        own_s = getattr(data, "duration", None)
+        duration_s = float(own_s) if isinstance(own_s, (int, float)) and own_s > 0 else (
+            max(0.0, t1 - self._t0)
+        )
         hardware = ", ".join(str(h) for h in getattr(tracker, "_conf", {}).get("hardware", []))
         label = f"codecarbon estimate ({hardware})" if hardware else "codecarbon estimate"
         figures: dict[EstimateKind, float] = {
@@ -224,6 +245,22 @@ class CodeCarbonBackend(BaseEnergyBackend):
             for kind in self.include
         ]
         return EnergyReading(devices=devices, backend=self.name)
+
+    def _wait_clear_of_update(self) -> None:
+        """Wait until no scheduled update of the tracker is within UPDATE_GUARD_S of now.
+
+        Updates fall every ``measure_power_s`` after the tracker started (the first one a
+        full period in).
+        """
+        period = self.measure_power_s
+        elapsed = self._clock() - self._t0
+        if elapsed < period - UPDATE_GUARD_S:
+            return
+        phase = elapsed % period
+        if phase < UPDATE_GUARD_S:
+            self.idle(UPDATE_GUARD_S - phase)
+        elif phase > period - UPDATE_GUARD_S:
+            self.idle(period - phase + UPDATE_GUARD_S)
 
     def close(self) -> None:
         if self._tracker is not None:

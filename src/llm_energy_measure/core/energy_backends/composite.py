@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from loguru import logger
 
@@ -37,7 +38,10 @@ class CompositeBackend(BaseEnergyBackend):
     first and counter readers last: the counters then bracket the window most tightly.
     ``sampler`` (optional) adds a time series when no part samples (CPU-only hosts).
     ``notes`` are warnings known before the window (e.g. why a fallback was chosen).
+    ``unmeasured`` (device kind -> why) goes on every reading (``EnergyReading.unmeasured``).
     ``on_close`` callbacks release resources the composite owns (e.g. an NVML session).
+    ``update_period_s`` is that of the slowest part, so the idle baseline spans enough
+    updates of every part; ``sleep`` is how the baseline idles (a fake clock in tests).
     """
 
     def __init__(
@@ -50,8 +54,11 @@ class CompositeBackend(BaseEnergyBackend):
         carbon_intensity_g_per_kwh: float | None = None,
         carbon_intensity_source: str | None = None,
         on_close: Sequence[Callable[[], None]] = (),
+        sleep: Callable[[float], None] = time.sleep,
+        unmeasured: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        self.unmeasured = dict(unmeasured or {})
         self.parts = list(parts)
         self.sampler = sampler
         self.notes = list(notes)
@@ -59,6 +66,35 @@ class CompositeBackend(BaseEnergyBackend):
         self.carbon_intensity_source = carbon_intensity_source
         self._on_close = list(on_close)
         self._closed = False
+        self.idle = sleep
+        periods = [
+            (p, part.name)
+            for part in self.parts
+            if (p := getattr(part, "update_period_s", None)) is not None
+        ]
+        slowest = max(periods, default=None)
+        self.update_period_s = slowest[0] if slowest is not None else None
+        self._slowest_part = slowest[1] if slowest is not None else None
+
+    def measure_baseline(self, duration_s: float) -> dict[str, float]:
+        """Idle power per device (see BaseEnergyBackend); every later reading carries an
+        ``idle_baseline`` note with the window used."""
+        power = super().measure_baseline(duration_s)
+        window_s = self.last_baseline_window_s
+        if window_s is not None:
+            if self.update_period_s is None:
+                how = "counters read at both edges"
+            else:
+                how = (
+                    f"{window_s / self.update_period_s:.1f} updates of {self._slowest_part}, "
+                    f"which updates every {self.update_period_s:g} s"
+                )
+            self.notes.append(MeasurementWarning(
+                code="idle_baseline", severity="info",
+                message=f"idle baseline measured over {window_s:.3f} s ({how}; "
+                        f"energy.baseline.duration_s {duration_s:g} s)",
+            ))
+        return power
 
     def start(self) -> None:
         if self.sampler is not None:
@@ -107,6 +143,7 @@ class CompositeBackend(BaseEnergyBackend):
             timeseries=timeseries,
             carbon_intensity_g_per_kwh=self.carbon_intensity_g_per_kwh,
             carbon_intensity_source=self.carbon_intensity_source,
+            unmeasured=dict(self.unmeasured),
         )
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from llm_energy_measure.config.models import EnergyConfig
+from llm_energy_measure.config.models import NO_ENERGY_BACKEND, EnergyConfig
 from llm_energy_measure.core.devices import GPU, RaplDomains, get_gpus, get_rapl_domains
 from llm_energy_measure.core.energy_backends.auto import (
     EstimatorFactory,
@@ -60,7 +60,6 @@ def create_energy_backend(
     estimator: EstimatorFactory | None = None,
     own_pids: Iterable[int] | None = None,
     clock: Callable[[], float] = time.monotonic,
-    close_with: Callable[[], None] | None = None,
 ) -> EnergyBackend:
     """The backend for ``config.backend``, measuring what this process should measure.
 
@@ -75,19 +74,12 @@ def create_energy_backend(
     backend's package is not installed, ConfigurationError for an unknown country/region.
     """
     kind = config.backend
-    on_close: list[Callable[[], None]] = [close_with] if close_with is not None else []
-    if kind == "null":
-        for callback in on_close:
-            callback()
+    if kind == NO_ENERGY_BACKEND:
         return NullBackend()
-    try:
-        if kind == "codecarbon" and estimator is None and not codecarbon_available():
-            raise MissingExtraError("codecarbon", "codecarbon", "The codecarbon energy backend")
-        intensity, source, notes = resolve_carbon_intensity(config)
-    except BaseException:
-        for callback in on_close:
-            callback()
-        raise
+    if kind == "codecarbon" and estimator is None and not codecarbon_available():
+        raise MissingExtraError("codecarbon", "codecarbon", "The codecarbon energy backend")
+    intensity, source, notes = resolve_carbon_intensity(config)
+    on_close: list[Callable[[], None]] = []
     if gpus is None and kind != "rapl":
         probed = get_gpus()
         on_close.append(probed.close)
@@ -118,7 +110,33 @@ def create_energy_backend(
         carbon_intensity_g_per_kwh=intensity,
         carbon_intensity_source=source,
         on_close=on_close,
+        unmeasured=unmeasured_reasons(kind, len(gpu_list), is_host_leader, more_notes),
     )
+
+
+def unmeasured_reasons(
+    kind: str, num_gpus: int, is_host_leader: bool, notes: Sequence[MeasurementWarning]
+) -> dict[str, str]:
+    """Why this process's backend has no figure for a device kind (``gpu``, ``cpu``,
+    ``dram``), for the kinds it knows it will not measure."""
+    reasons: dict[str, str] = {}
+    if kind == "rapl":
+        reasons["gpu"] = "energy.backend rapl measures the CPU package and DRAM only"
+    elif num_gpus == 0:
+        reasons["gpu"] = "no GPU is visible to this process"
+    if not is_host_leader:
+        host = (
+            "not measured by this process: the CPU package and DRAM are measured once per "
+            "host, by its host leader (local rank 0)"
+        )
+        reasons.update(cpu=host, dram=host)
+    elif kind == "nvml":
+        reasons.update(cpu="energy.backend nvml measures GPUs only",
+                       dram="energy.backend nvml measures GPUs only")
+    elif any(n.code == "host_energy_unmeasured" for n in notes):
+        why = "no readable RAPL counter and codecarbon is not installed"
+        reasons.update(cpu=why, dram=why)
+    return reasons
 
 
 def _parts(

@@ -9,7 +9,7 @@ from llm_energy_measure.core.types import EnergyReading
 class NullBackend(BaseEnergyBackend):
     """No devices, no baseline; downstream the energy metrics are None."""
 
-    name = "null"
+    name = "none"
 
     def measure_baseline(self, duration_s: float) -> dict[str, float]:
         return {}

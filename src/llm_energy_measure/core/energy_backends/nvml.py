@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from llm_energy_measure.constants import NVML_COUNTER_UPDATE_PERIOD_S
 from llm_energy_measure.core.devices import GPU
 from llm_energy_measure.core.energy_backends.base import BaseEnergyBackend
 from llm_energy_measure.core.energy_backends.sampler import (
@@ -54,6 +55,10 @@ class NvmlBackend(BaseEnergyBackend):
         self._own_pids = list(own_pids) if own_pids is not None else None
         # Probe the counters now, before any window opens.
         self._has_counter = {gpu.uuid: gpu.supports_energy_counter() for gpu in self.gpus}
+        sampled = not all(self._has_counter.values())
+        self.update_period_s = max(
+            NVML_COUNTER_UPDATE_PERIOD_S, self.sample_interval_ms / 1000.0 if sampled else 0.0
+        )
         self._sampler: PowerSampler | None = None
         self._start_mj: dict[str, int] = {}
         self._t0 = 0.0

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from llm_energy_measure.constants import NVML_COUNTER_UPDATE_PERIOD_S
 from llm_energy_measure.core.devices import GPU, GPUs
 from llm_energy_measure.core.energy_backends.base import BaseEnergyBackend
 from llm_energy_measure.core.types import EnergyReading
@@ -57,6 +58,8 @@ class ZeusBackend(BaseEnergyBackend):
         self._monitor = factory(list(self._by_index), None if include_host_domains else [])
         self._open = False
         self._t0 = 0.0
+        # Zeus reads the NVML energy counter (refreshed about every 100 ms) and RAPL.
+        self.update_period_s = NVML_COUNTER_UPDATE_PERIOD_S if self.gpus else None
 
     def start(self) -> None:
         if self._open:

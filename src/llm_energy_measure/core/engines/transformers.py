@@ -6,8 +6,9 @@ device, closes after the last batch; both edges follow a device synchronize. Com
 synchronize; simulated traffic waits sit inside the window but outside compute time.
 
 Per request: input tokens = attention-mask sum of its row (no padding); output tokens = tokens
-generated up to and including the first EOS (nothing after it); TTFT, ITL and end-to-end
-latency from per-step timestamps recorded after every decoding step (see ``core.timing``).
+generated up to and including the first EOS (nothing after it); TTFT, token gaps and TPOT, the
+row's own completion and e2e at the batch's return, from per-step timestamps recorded after
+every decoding step (see ``core.timing``).
 Submission is the start of the request's generate call, or its simulated arrival in traffic
 mode (earlier when it waited for its batch).
 """
@@ -24,11 +25,12 @@ from loguru import logger
 from llm_energy_measure.core.engines.base import InferenceEngine
 from llm_energy_measure.core.generation import eos_token_ids, generation_kwargs, new_token_limits
 from llm_energy_measure.core.timing import (
-    arrival_times,
+    arrivals_note,
     count_output_tokens,
     latencies,
     make_step_recorder,
     synchronize,
+    workload_arrival_times,
 )
 from llm_energy_measure.core.types import InferenceOutput, LoadedModel, Prompt
 from llm_energy_measure.domain import MeasurementWarning, RequestRecord, Timestamps
@@ -155,7 +157,8 @@ def run_inference(
     ``config.seed``) and labels the requests. ``on_batch_done(n)`` is called after each batch
     with the number of requests finished so far in this call. ``arrival_times_s`` (seconds
     after the window opens, aligned with ``prompts``) overrides the arrivals that
-    ``config.traffic`` would simulate; with either, each batch waits (sleeps) until its last
+    ``config.traffic`` would simulate (one system-wide process sharded by request id, see
+    ``timing.workload_arrival_times``); with either, each batch waits (sleeps) until its last
     request has arrived. Times in the returned RequestRecords are relative to the window start.
     ``on_window_open`` runs right after the opening device synchronize and
     ``on_window_close`` right after the closing one, so that energy and memory windows
@@ -178,7 +181,8 @@ def run_inference(
 
     arrivals: dict[int, float] | None = None
     if arrival_times_s is None and config.traffic.enabled:
-        arrival_times_s = arrival_times(len(prompts), config.traffic, config.seed)
+        arrival_times_s = workload_arrival_times(prompts, config.traffic, config.seed)
+        warnings.append(arrivals_note(config.traffic, config.seed, len(prompts)))
     if arrival_times_s is not None:
         arrivals = {p.request_id: float(t) for p, t in zip(prompts, arrival_times_s, strict=True)}
 
@@ -190,7 +194,7 @@ def run_inference(
 
     # Token ids, step times and submit times per batch; turned into records after the window
     # closes, so that counting, EOS scans and decoding are not measured.
-    finished: list[tuple[_Batch, Any, list[float], list[float]]] = []
+    finished: list[tuple[_Batch, Any, list[float], list[float], float]] = []
     padded_input_tokens = sum(int(b.inputs["input_ids"].numel()) for b in batches)
     compute_time_s = 0.0
     done = 0
@@ -212,13 +216,14 @@ def run_inference(
         start = time.perf_counter()
         output_ids = _generate(model, batch, base_kwargs, recorder)
         synchronize(loaded.device)
-        compute_time_s += time.perf_counter() - start
+        returned = time.perf_counter()
+        compute_time_s += returned - start
 
         submitted = (
             [t0 + arrivals[p.request_id] for p in batch.prompts]
             if arrivals is not None else [start] * len(batch.prompts)
         )
-        finished.append((batch, output_ids, list(recorder.times_s), submitted))
+        finished.append((batch, output_ids, list(recorder.times_s), submitted, returned))
         done += len(batch.prompts)
         if on_batch_done is not None:
             on_batch_done(done)
@@ -230,10 +235,10 @@ def run_inference(
 
     requests = [
         record
-        for batch, output_ids, step_times_s, submitted in finished
+        for batch, output_ids, step_times_s, submitted, returned in finished
         for record in _measure_rows(
             batch, output_ids, step_times_s, submitted, t0, eos_ids, tokenizer,
-            cycle=cycle, save_text=config.inference.save_outputs,
+            cycle=cycle, save_text=config.inference.save_outputs, returned=returned,
         )
     ]
     requests.sort(key=lambda record: record.request_id)
@@ -258,8 +263,10 @@ def _measure_rows(
     *,
     cycle: int,
     save_text: bool,
+    returned: float,
 ) -> list[RequestRecord]:
-    """Tokens and latencies of each row of one finished batch (times on the perf clock)."""
+    """Tokens and latencies of each row of one finished batch (times on the perf clock;
+    ``returned``: when the batch's generate call returned)."""
     prompt_len = int(batch.inputs["input_ids"].shape[1])
     generated: list[list[int]] = output_ids[:, prompt_len:].tolist()
     real_inputs: list[int] = batch.inputs["attention_mask"].sum(dim=1).tolist()
@@ -268,7 +275,7 @@ def _measure_rows(
     rows: list[RequestRecord] = []
     for row, prompt in enumerate(batch.prompts):
         n_out = count_output_tokens(generated[row], eos_ids)
-        ttft, itl, e2e = latencies(steps_s, n_out, submitted[row])
+        latency = latencies(steps_s, n_out, submitted[row], returned)
         text = (
             tokenizer.decode(generated[row][:n_out], skip_special_tokens=True)
             if save_text else None
@@ -276,8 +283,7 @@ def _measure_rows(
         rows.append(RequestRecord(
             request_id=prompt.request_id, cycle=cycle,
             input_tokens=int(real_inputs[row]), output_tokens=n_out,
-            submitted_s=submitted[row] - t0, ttft_s=ttft, itl_s=itl, e2e_s=e2e,
-            output_text=text,
+            submitted_s=submitted[row] - t0, **latency._asdict(), output_text=text,
         ))
     return rows
 

@@ -2,7 +2,9 @@
 
 For each cycle index every process's ``CycleMetrics`` are combined like the whole experiment:
 tokens summed, throughput = tokens / (latest end - earliest start) of that cycle, energy with
-each device once (largest reading), latency p50 over the union of that cycle's requests.
+each device once (largest reading; a process whose host leader measured its host adds nothing
+of its own), latency p50 over the union of that cycle's requests (ITL over their token
+gaps, TPOT over their mean gaps).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from llm_energy_measure.domain import (
     MetricStats,
     RawProcessResult,
 )
-from llm_energy_measure.domain.metrics import percentile
-from llm_energy_measure.results.aggregation.energy import cycle_energy_j
+from llm_energy_measure.domain.metrics import percentile, token_gap_samples
+from llm_energy_measure.results.aggregation.energy import (
+    covered_by_host_leader,
+    cycle_energy_j,
+)
 from llm_energy_measure.results.analysis.stats import metric_stats
 
 #: Headline metrics summarised over cycles (keys of ``AggregatedResult.cycle_stats``).
@@ -26,6 +31,7 @@ CYCLE_METRICS = (
     "energy_j",
     "ttft_p50_s",
     "itl_p50_s",
+    "tpot_p50_s",
 )
 
 
@@ -38,7 +44,8 @@ def _combine_cycle(
 ) -> dict[str, float | None]:
     output_tokens = sum(p.output_tokens for p in parts)
     window_s = max(p.timestamps.end for p in parts) - min(p.timestamps.start for p in parts)
-    energy_j = cycle_energy_j([(p.device_energy_j, p.energy_j) for p in parts])
+    covered = [covered_by_host_leader(raw, raws) for raw in raws]
+    energy_j = cycle_energy_j([(p.device_energy_j, p.energy_j) for p in parts], covered)
     requests = [r for raw in raws for r in raw.requests if r.cycle == cycle]
     return {
         "output_tokens_per_s": output_tokens / window_s if window_s > 0 else None,
@@ -47,7 +54,8 @@ def _combine_cycle(
         ),
         "energy_j": energy_j,
         "ttft_p50_s": _p50([r.ttft_s for r in requests if r.ttft_s is not None]),
-        "itl_p50_s": _p50([r.itl_s for r in requests if r.itl_s is not None]),
+        "itl_p50_s": _p50(token_gap_samples(requests)),
+        "tpot_p50_s": _p50([r.tpot_s for r in requests if r.tpot_s is not None]),
     }
 
 
@@ -57,7 +65,8 @@ def aggregate_cycle_stats(
     """MetricStats over cycles of each headline metric (only with >= 2 cycles).
 
     Only cycles that every process reported are used (a warning names the others); a metric is
-    left out when some cycle has no value for it (e.g. no energy, no request records).
+    left out when some cycle has no value for it (e.g. no energy, no request records), with a
+    ``cycle_stats_incomplete`` note when other cycles do have one.
     """
     by_process = [{c.cycle: c for c in raw.cycles} for raw in raws]
     all_cycles = set().union(*(set(p) for p in by_process))
@@ -82,8 +91,22 @@ def aggregate_cycle_stats(
         _combine_cycle(c, raws, [p[c] for p in by_process]) for c in sorted(common)
     ]
     stats: dict[str, MetricStats] = {}
+    left_out: list[str] = []
     for name in CYCLE_METRICS:
         values = [row[name] for row in per_cycle]
         if all(v is not None for v in values):
             stats[name] = metric_stats([v for v in values if v is not None])
+        elif any(v is not None for v in values):
+            left_out.append(name)
+    if left_out:
+        warnings.append(
+            MeasurementWarning(
+                code="cycle_stats_incomplete",
+                severity="info",
+                message=(
+                    f"{', '.join(left_out)}: some cycles have no value, so these metrics are "
+                    "not summarised over cycles"
+                ),
+            )
+        )
     return stats, warnings

@@ -18,6 +18,7 @@ from llm_energy_measure.domain import (
     EnergyMetrics,
     MeasurementWarning,
     RawProcessResult,
+    UnmeasuredEnergy,
 )
 
 #: Joules in one kilowatt-hour.
@@ -136,25 +137,22 @@ def _duplicate_warning(
 @dataclass
 class _Totals:
     total_j: float = 0.0
-    gpu_j: float = 0.0
-    cpu_j: float = 0.0
-    ram_j: float = 0.0
+    #: Energy by kind (gpu, cpu, dram) of every reading that has the kind.
+    by_kind: dict[str, float] = field(default_factory=dict)
     static_parts: list[float | None] = field(default_factory=list)
     dynamic_parts: list[float | None] = field(default_factory=list)
 
     def add(
         self,
         total_j: float,
-        gpu_j: float,
-        cpu_j: float,
-        ram_j: float,
+        kinds: dict[str, float | None],
         static_j: float | None,
         dynamic_j: float | None,
     ) -> None:
         self.total_j += total_j
-        self.gpu_j += gpu_j
-        self.cpu_j += cpu_j
-        self.ram_j += ram_j
+        for kind, joules in kinds.items():
+            if joules is not None:
+                self.by_kind[kind] = self.by_kind.get(kind, 0.0) + joules
         self.static_parts.append(static_j)
         self.dynamic_parts.append(dynamic_j)
 
@@ -180,14 +178,16 @@ def aggregate_energy(
 ) -> tuple[EnergyMetrics | None, list[MeasurementWarning]]:
     """System energy over the experiment from the selected devices.
 
-    Totals by kind (gpu/cpu/dram; ``system`` devices count in the total only); static and
-    dynamic parts are summed when every device has them, else None. Mean power = total energy
-    / system window (latest end - earliest start). Peak power is the highest peak any single
-    process saw (a lower bound of the system peak: samples of different processes are not
-    time-aligned, so they are not summed). Per-token, per-request and tokens-per-joule figures
-    are None when some process has no energy figures (its tokens would be counted without
-    its energy). Emissions = kWh x carbon intensity x PUE, recomputed from the deduplicated
-    total when every process used the same intensity and PUE; otherwise the processes'
+    Totals by kind (gpu/cpu/dram; ``system`` devices count in the total only; None for a kind
+    no process measured); static and dynamic parts are summed when every device has them,
+    else None. ``unmeasured`` gives the processes' reasons for every None figure. Mean
+    power = total energy / system window (latest end - earliest start). Peak power is the
+    highest peak any single process saw (a lower bound of the system peak: samples of
+    different processes are not time-aligned, so they are not summed). Per-token,
+    per-request and tokens-per-joule figures are None when some process has no energy
+    figures (its tokens would be counted without its energy). Emissions = kWh x carbon
+    intensity x PUE, recomputed from the deduplicated total when every process used the same
+    intensity and PUE; otherwise the processes'
     emissions are summed. Returns None when no process measured energy.
     """
     with_energy = [r for r in raws if r.energy is not None]
@@ -196,14 +196,8 @@ def aggregate_energy(
     warnings: list[MeasurementWarning] = []
     totals = _Totals()
     for dev in selection.devices:
-        totals.add(
-            dev.energy_j,
-            dev.energy_j if dev.kind == "gpu" else 0.0,
-            dev.energy_j if dev.kind == "cpu" else 0.0,
-            dev.energy_j if dev.kind == "dram" else 0.0,
-            dev.static_energy_j,
-            dev.dynamic_energy_j,
-        )
+        kinds: dict[str, float | None] = {dev.kind: dev.energy_j} if dev.kind != "system" else {}
+        totals.add(dev.energy_j, kinds, dev.static_energy_j, dev.dynamic_energy_j)
     for raw in with_energy:
         energy = raw.energy
         assert energy is not None
@@ -212,9 +206,8 @@ def aggregate_energy(
         # No per-device figures: the process total is taken as is (cannot be deduplicated).
         totals.add(
             energy.total_energy_j,
-            energy.gpu_energy_j,
-            energy.cpu_energy_j,
-            energy.ram_energy_j,
+            {"gpu": energy.gpu_energy_j, "cpu": energy.cpu_energy_j,
+             "dram": energy.ram_energy_j},
             energy.static_energy_j,
             energy.dynamic_energy_j,
         )
@@ -252,15 +245,25 @@ def aggregate_energy(
     emissions, intensity, source, pue, emission_warning = _emissions(energies, total)
     if emission_warning is not None:
         warnings.append(emission_warning)
+    static_j = _sum_if_all(totals.static_parts)
+    dynamic_j = _sum_if_all(totals.dynamic_parts)
+    figures = {
+        "gpu_energy_j": totals.by_kind.get("gpu"),
+        "cpu_energy_j": totals.by_kind.get("cpu"),
+        "ram_energy_j": totals.by_kind.get("dram"),
+        "static_energy_j": static_j,
+        "dynamic_energy_j": dynamic_j,
+        "peak_power_w": max(peaks) if peaks else None,
+    }
     metrics = EnergyMetrics(
         devices=tuple(selection.devices),
         backend="+".join(sorted({e.backend for e in energies})),
         total_energy_j=total,
-        gpu_energy_j=totals.gpu_j,
-        cpu_energy_j=totals.cpu_j,
-        ram_energy_j=totals.ram_j,
-        static_energy_j=_sum_if_all(totals.static_parts),
-        dynamic_energy_j=_sum_if_all(totals.dynamic_parts),
+        gpu_energy_j=totals.by_kind.get("gpu"),
+        cpu_energy_j=totals.by_kind.get("cpu"),
+        ram_energy_j=totals.by_kind.get("dram"),
+        static_energy_j=static_j,
+        dynamic_energy_j=dynamic_j,
         estimated=any(e.estimated for e in energies) or any(d.estimated for d in selection.devices),
         methods=tuple(sorted(methods)),
         duration_s=window_s,
@@ -273,8 +276,33 @@ def aggregate_energy(
         carbon_intensity_g_per_kwh=intensity,
         carbon_intensity_source=source,
         pue=pue,
+        unmeasured=UnmeasuredEnergy(**_unmeasured(with_energy, figures)),
     )
     return metrics, warnings
+
+
+def _unmeasured(
+    raws: Sequence[RawProcessResult], figures: dict[str, float | None]
+) -> dict[str, str]:
+    """Reasons for the system figures that are None: every process's own reason, by rank."""
+    reasons: dict[str, str] = {}
+    for name, value in figures.items():
+        if value is not None:
+            continue
+        own = [
+            (raw.process_index, reason)
+            for raw in raws
+            if raw.energy is not None
+            and (reason := raw.energy.unmeasured.as_dict().get(name)) is not None
+        ]
+        texts = sorted({text for _, text in own})
+        if len(texts) == 1:
+            reasons[name] = texts[0]
+        elif texts:
+            reasons[name] = "; ".join(f"process {rank}: {text}" for rank, text in own)
+        else:
+            reasons[name] = "not measured by any process"
+    return reasons
 
 
 def _emissions(
@@ -303,15 +331,23 @@ def _emissions(
     return (sum(present) if present else None), None, None, pue, warning
 
 
-def cycle_energy_j(parts: Sequence[tuple[dict[str, float], float | None]]) -> float | None:
+def cycle_energy_j(
+    parts: Sequence[tuple[dict[str, float], float | None]],
+    covered: Sequence[bool] | None = None,
+) -> float | None:
     """Energy of one cycle over processes, each device once (largest reading).
 
     ``parts`` holds (device id -> J, process total J or None) per process. A
-    process without per-device figures adds its total as is; None when a process has neither.
+    process without per-device figures adds its total as is; None when a process has neither,
+    unless ``covered`` (aligned with ``parts``) says that another process measured everything
+    it runs on (``covered_by_host_leader``: a CPU process whose host leader measured the host).
     """
     by_device: dict[str, float] = {}
     extra_j = 0.0
-    for device_energy_j, energy_j in parts:
+    flags = covered if covered is not None else [False] * len(parts)
+    for (device_energy_j, energy_j), is_covered in zip(parts, flags, strict=True):
+        if is_covered and not device_energy_j and energy_j is None:
+            continue
         if device_energy_j:
             for device_id, joules in device_energy_j.items():
                 by_device[device_id] = max(joules, by_device.get(device_id, joules))

@@ -9,7 +9,8 @@ Definitions (DESIGN.md, "Measurement rules"):
   together, minus only the idle gaps between measured cycles;
 * system throughput = total tokens / that duration, never a mean of per-process rates, and
   mean power = total energy / the same duration;
-* latency statistics come from the union of every process's request records;
+* latency statistics come from the union of every process's request records (ITL per token
+  gap from the union of every request's token gaps);
 * energy counts each physical device once (see ``aggregation_energy``);
 * FLOPs are summed; achieved FLOP/s = total FLOPs / system window; MFU = achieved / (sum of
   the per-device peaks of the distinct GPUs);
@@ -28,15 +29,16 @@ from llm_energy_measure.domain import (
     AggregatedResult,
     AggregationMetadata,
     ComputeMetrics,
+    CycleMetrics,
     FlopsResult,
     InferenceMetrics,
-    LatencyStats,
     MeasurementWarning,
     MemoryStats,
     ProcessSummary,
     RawProcessResult,
     Timestamps,
 )
+from llm_energy_measure.domain.metrics import latency_stats
 from llm_energy_measure.exceptions import AggregationError
 from llm_energy_measure.results.aggregation.cycles import aggregate_cycle_stats
 from llm_energy_measure.results.aggregation.energy import (
@@ -84,6 +86,7 @@ def aggregate_results(
             )
         )
     overlap = _check_overlap(ordered, warnings)
+    margin = _energy_window_margin(ordered, warnings) if overlap else None
 
     inference = _aggregate_inference(ordered, window_s, warnings)
     selection = select_devices(ordered)
@@ -116,6 +119,7 @@ def aggregate_results(
         unique_devices=tuple(d.device_id for d in selection.devices),
         duplicate_devices=tuple(selection.duplicates),
         temporal_overlap=overlap,
+        energy_window_margin_s=margin,
         config_hashes=tuple(config_hashes),
     )
     return AggregatedResult(
@@ -273,6 +277,46 @@ def _check_overlap(raws: Sequence[RawProcessResult], warnings: list[MeasurementW
     return False
 
 
+def _energy_window_margin(
+    raws: Sequence[RawProcessResult], warnings: list[MeasurementWarning]
+) -> float | None:
+    """Smallest margin (s) by which the energy windows of a host's processes covered the
+    measured windows of all that host's processes, cycle by cycle (wall clock of one host).
+
+    Host-level domains are measured by one process per host over its own energy window, so
+    every process of the host must be measuring inside it. A negative margin (a backend that
+    started after another process's workload, or stopped before it ended) draws
+    ``energy_window_gap``. None when no process with energy recorded its energy windows.
+    """
+    parts: dict[tuple[str, int], list[tuple[RawProcessResult, CycleMetrics]]] = {}
+    for raw in raws:
+        for cycle in raw.cycles:
+            parts.setdefault((raw.hostname, cycle.cycle), []).append((raw, cycle))
+    worst: tuple[float, str, int, int] | None = None
+    for (host, cycle_index), members in sorted(parts.items()):
+        start = min(c.timestamps.start for _, c in members)
+        end = max(c.timestamps.end for _, c in members)
+        for raw, cycle in members:
+            edges = cycle.energy_window
+            if edges is None or raw.energy is None:
+                continue
+            margin = min(start - edges.start, edges.end - end)
+            if worst is None or margin < worst[0]:
+                worst = (margin, host, cycle_index, raw.process_index)
+    if worst is None:
+        return None
+    margin, host, cycle_index, rank = worst
+    if margin < 0:
+        warnings.append(MeasurementWarning(
+            code="energy_window_gap",
+            message=f"{-margin * 1000:.1f} ms of the measured workload of cycle {cycle_index} "
+                    f"on host {host} ran outside the energy window of process {rank} (its "
+                    "backend started after another process began, or stopped before it "
+                    "ended): the energy it measured misses that time",
+        ))
+    return margin
+
+
 # --- figures ------------------------------------------------------------------------------
 
 
@@ -326,9 +370,7 @@ def _aggregate_inference(
         output_tokens_per_s=_rate(output_tokens, window_s),
         total_tokens_per_s=_rate(total_tokens, window_s),
         requests_per_s=_rate(num_requests, window_s),
-        ttft=LatencyStats.from_samples([q.ttft_s for q in requests if q.ttft_s is not None]),
-        itl=LatencyStats.from_samples([q.itl_s for q in requests if q.itl_s is not None]),
-        e2e=LatencyStats.from_samples([q.e2e_s for q in requests]),
+        **latency_stats(requests),
     )
 
 
@@ -455,11 +497,16 @@ def _max_field(raws: Sequence[RawProcessResult], name: str) -> int | None:
 
 def _aggregate_memory(raws: Sequence[RawProcessResult]) -> MemoryStats:
     """Largest per-process peaks (a per-device figure); model weights of the first process."""
+    allocated = _max_field(raws, "gpu_peak_allocated_bytes")
     return MemoryStats(
         model_weights_bytes=raws[0].memory.model_weights_bytes,
-        gpu_peak_allocated_bytes=_max_field(raws, "gpu_peak_allocated_bytes"),
+        gpu_peak_allocated_bytes=allocated,
         gpu_peak_reserved_bytes=_max_field(raws, "gpu_peak_reserved_bytes"),
         cpu_peak_rss_bytes=_max_field(raws, "cpu_peak_rss_bytes"),
+        gpu_unmeasured=(
+            None if allocated is not None
+            else next((r.memory.gpu_unmeasured for r in raws if r.memory.gpu_unmeasured), None)
+        ),
     )
 
 
@@ -473,4 +520,14 @@ def _process_summary(raw: RawProcessResult) -> ProcessSummary:
         output_tokens_per_s=raw.inference.output_tokens_per_s,
         energy_j=raw.energy.total_energy_j if raw.energy is not None else None,
         device_ids=tuple(d.device_id for d in raw.energy.devices) if raw.energy else (),
+        energy_window=_energy_edges(raw),
     )
+
+
+def _energy_edges(raw: RawProcessResult) -> Timestamps | None:
+    """The span of a process's recorded energy windows (None when none was recorded)."""
+    edges = [c.energy_window for c in raw.cycles if c.energy_window is not None]
+    if not edges:
+        return None
+    return Timestamps(start=edges[0].start, end=edges[-1].end,
+                      duration_s=sum(e.duration_s for e in edges))

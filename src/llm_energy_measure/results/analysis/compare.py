@@ -1,9 +1,10 @@
 """Side-by-side comparison of aggregated results: headline rows, config diff, caveat notes.
 
 The rows keep each figure in its stored unit (tok/s, J, s, W, MFU as a fraction); the text
-table converts latencies to milliseconds and MFU to percent, and marks estimated energy with
-``*``. The notes say when figures are not like for like (estimated against measured energy,
-different energy coverage), because such a comparison must not pass silently.
+table converts latencies to milliseconds and MFU to percent, and marks every figure derived
+from estimated energy (J/token, power) with ``*``. The notes say when figures are not like
+for like (estimated against measured energy, different energy coverage), because such a
+comparison must not pass silently.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ ABSENT = "<absent>"
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """Headline figures of one experiment. Units: tok/s, J per output token, s, W, fraction."""
+    """Headline figures of one experiment. Units: tok/s, J per output token, s, W, fraction.
+    ``itl_p50_s`` is ITL per token gap, ``tpot_p50_s`` TPOT per request."""
 
     experiment_id: str
     model: str
@@ -38,6 +40,7 @@ class ComparisonRow:
     energy_estimated: bool | None
     ttft_p50_s: float | None
     itl_p50_s: float | None
+    tpot_p50_s: float | None
     mean_power_w: float | None
     mfu: float | None
 
@@ -81,6 +84,7 @@ def _row(result: AggregatedResult) -> ComparisonRow:
         energy_estimated=None if energy is None else energy.estimated,
         ttft_p50_s=None if inf.ttft is None else inf.ttft.p50_s,
         itl_p50_s=None if inf.itl is None else inf.itl.p50_s,
+        tpot_p50_s=None if inf.tpot is None else inf.tpot.p50_s,
         mean_power_w=None if energy is None else energy.mean_power_w,
         mfu=result.compute.mfu,
     )
@@ -155,7 +159,7 @@ def format_comparison(results: Sequence[AggregatedResult]) -> str:
     rows = compare_results(results)
     table = format_table(
         ("experiment", "model", "precision", "batch", "out tok/s", "J/token", "TTFT p50 ms",
-         "ITL p50 ms", "power W", "MFU %"),
+         "ITL p50 ms", "TPOT p50 ms", "power W", "MFU %"),
         [
             (
                 r.experiment_id, r.model, r.precision,
@@ -164,7 +168,8 @@ def format_comparison(results: Sequence[AggregatedResult]) -> str:
                 _num(r.energy_per_output_token_j, ".4g") + ("*" if r.energy_estimated else ""),
                 _num(r.ttft_p50_s, ".2f", 1000.0),
                 _num(r.itl_p50_s, ".2f", 1000.0),
-                _num(r.mean_power_w, ".1f"),
+                _num(r.tpot_p50_s, ".2f", 1000.0),
+                _num(r.mean_power_w, ".1f") + ("*" if r.energy_estimated else ""),
                 _num(r.mfu, ".2f", 100.0),
             )
             for r in rows

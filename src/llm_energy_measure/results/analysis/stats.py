@@ -1,4 +1,5 @@
-"""Statistics of a headline metric over repeated cycles: mean, spread and a Student t CI.
+"""Statistics of a headline metric over repeated cycles: mean, spread and a 95% CI (Student
+t, or on the log scale where the t interval would cross zero for a positive quantity).
 
 The Student t quantile is computed here (regularized incomplete beta by continued fraction,
 then bisection on the tail probability) so that the package does not depend on scipy.
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from llm_energy_measure.domain import MetricStats
+from llm_energy_measure.domain.metrics import CiMethod
 
 #: A metric whose coefficient of variation over cycles exceeds this is flagged high_variance.
 HIGH_VARIANCE_CV = 0.10
@@ -123,12 +125,19 @@ def student_t_ppf(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def metric_stats(values: Sequence[float]) -> MetricStats:
+def metric_stats(values: Sequence[float], *, positive: bool = True) -> MetricStats:
     """Mean, sample standard deviation (ddof=1), coefficient of variation and 95% CI.
 
-    The CI is mean +- t_{0.975, n-1} * std / sqrt(n). ``cv`` = std / |mean| is None when the
-    mean is zero; ``high_variance`` is set when cv > ``HIGH_VARIANCE_CV`` (or when the mean is
-    zero but the values differ). Units are those of ``values``. Needs at least two values.
+    The CI is mean +- t_{0.975, n-1} * std / sqrt(n) (``ci_method`` ``student_t``). For a
+    ``positive`` quantity (every headline metric: throughput, energy, power, latency, MFU)
+    whose t interval crosses zero, a bound below zero is impossible: when every value is > 0
+    the interval is taken on the log scale of the mean (delta method: log(mean) +- t * cv /
+    sqrt(n), i.e. mean / f .. mean * f with f = exp(t * cv / sqrt(n)); ``log_scale``), else
+    (some value is 0) the t interval with its lower bound at 0 (``student_t_floor``); either
+    way ``too_noisy`` is set: the spread is as large as the mean, too noisy to rank. ``cv`` =
+    std / |mean| is None when the mean is zero; ``high_variance`` is set when cv >
+    ``HIGH_VARIANCE_CV`` (or when the mean is zero but the values differ). Units are those of
+    ``values``. Needs at least two values.
     """
     xs = [float(v) for v in values]
     n = len(xs)
@@ -139,14 +148,26 @@ def metric_stats(values: Sequence[float]) -> MetricStats:
     mean = math.fsum(xs) / n
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
     cv = std / abs(mean) if mean != 0 else None
-    half_width = student_t_ppf(0.5 + CONFIDENCE_LEVEL / 2.0, n - 1) * std / math.sqrt(n)
+    t = student_t_ppf(0.5 + CONFIDENCE_LEVEL / 2.0, n - 1)
+    half_width = t * std / math.sqrt(n)
     high_variance = cv > HIGH_VARIANCE_CV if cv is not None else std > 0
+    low, high = mean - half_width, mean + half_width
+    method: CiMethod = "student_t"
+    crosses_zero = positive and low < 0 and min(xs) >= 0
+    if crosses_zero:
+        if min(xs) > 0 and cv is not None:
+            factor = math.exp(t * cv / math.sqrt(n))
+            low, high, method = mean / factor, mean * factor, "log_scale"
+        else:
+            low, method = 0.0, "student_t_floor"
     return MetricStats(
         n=n,
         mean=mean,
         std=std,
         cv=cv,
-        ci95_low=mean - half_width,
-        ci95_high=mean + half_width,
+        ci95_low=low,
+        ci95_high=high,
         high_variance=high_variance,
+        ci_method=method,
+        too_noisy=crosses_zero,
     )

@@ -41,6 +41,8 @@ class HeadlineMetric:
     label: str
     unit: str
     read: Callable[[AggregatedResult], float | None]
+    #: Derived from the energy figures: an estimate wherever the energy is (marked so).
+    from_energy: bool = False
 
 
 def _latency(name: str, field: str) -> Callable[[AggregatedResult], float | None]:
@@ -68,14 +70,19 @@ HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
     HeadlineMetric("total_tokens_per_s", "total throughput", "tok/s",
                    lambda r: r.inference.total_tokens_per_s),
     HeadlineMetric("energy_per_output_token_j", "energy per output token", "J",
-                   _energy("energy_per_output_token_j")),
-    HeadlineMetric("total_energy_j", "total energy", "J", _energy("total_energy_j")),
-    HeadlineMetric("mean_power_w", "mean power", "W", _energy("mean_power_w")),
+                   _energy("energy_per_output_token_j"), from_energy=True),
+    HeadlineMetric("total_energy_j", "total energy", "J", _energy("total_energy_j"),
+                   from_energy=True),
+    HeadlineMetric("mean_power_w", "mean power", "W", _energy("mean_power_w"),
+                   from_energy=True),
     HeadlineMetric("ttft_p50_s", "TTFT p50", "s", _latency("ttft", "p50_s")),
     HeadlineMetric("ttft_p99_s", "TTFT p99", "s", _latency("ttft", "p99_s")),
-    HeadlineMetric("itl_p50_s", "ITL p50", "s", _latency("itl", "p50_s")),
-    HeadlineMetric("itl_p99_s", "ITL p99", "s", _latency("itl", "p99_s")),
-    HeadlineMetric("e2e_p50_s", "end-to-end latency p50", "s", _latency("e2e", "p50_s")),
+    HeadlineMetric("itl_p50_s", "ITL p50 (per token gap)", "s", _latency("itl", "p50_s")),
+    HeadlineMetric("itl_p99_s", "ITL p99 (per token gap)", "s", _latency("itl", "p99_s")),
+    HeadlineMetric("tpot_p50_s", "TPOT p50 (per request)", "s", _latency("tpot", "p50_s")),
+    HeadlineMetric("tpot_p99_s", "TPOT p99 (per request)", "s", _latency("tpot", "p99_s")),
+    HeadlineMetric("e2e_p50_s", "e2e latency p50 (batch return)", "s",
+                   _latency("e2e", "p50_s")),
     HeadlineMetric("mfu", "MFU", "fraction", lambda r: r.compute.mfu),
 )
 METRICS_BY_KEY: dict[str, HeadlineMetric] = {m.key: m for m in HEADLINE_METRICS}
@@ -88,6 +95,12 @@ def headline_values(result: AggregatedResult) -> dict[str, float | None]:
         value = metric.read(result)
         out[metric.key] = value if value is not None and math.isfinite(value) else None
     return out
+
+
+def energy_estimated(results: Sequence[AggregatedResult]) -> bool | None:
+    """Whether any run's energy is an estimate (None when no run measured energy)."""
+    energies = [r.energy for r in results if r.energy is not None]
+    return any(e.estimated for e in energies) if energies else None
 
 
 def point_values(

@@ -5,8 +5,11 @@ column per swept key (the point's override; empty when the point does not set it
 ``cycle``, then the flattened aggregated result (``results.exporters.flatten_result``: units
 in the column names). Point rows hold ``point_id``, ``point_label``, the ``param.*`` columns,
 ``runs`` and, for every headline metric (``study_stats.HEADLINE_METRICS``), ``<metric>.n``,
-``.mean``, ``.std``, ``.cv``, ``.ci95_low``, ``.ci95_high`` and ``.high_variance`` over the
-point's runs (only ``n`` and ``mean`` with a single run).
+``.mean``, ``.std``, ``.cv``, ``.ci95_low``, ``.ci95_high``, ``.high_variance``, ``.ci_method``
+(``student_t``, ``log_scale`` or ``student_t_floor``, see ``stats.metric_stats``) and
+``.too_noisy`` (too noisy to rank) over the point's runs (only ``n`` and ``mean`` with a
+single run); metrics derived from energy also have
+``<metric>.estimated`` (true when any run's energy is an estimate, empty without energy).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.results.analysis.study_stats import (
     HEADLINE_METRICS,
+    energy_estimated,
     load_study_results,
     point_statistics,
     point_values,
@@ -95,10 +99,13 @@ def point_rows(
             **_params(point.overrides, keys),
             "runs": len(runs),
         }
+        estimated = energy_estimated(runs)
         for metric in HEADLINE_METRICS:
             found = values[point.point_id][metric.key]
             s = stats[point.point_id].get(metric.key)
             row[f"{metric.key}.n"] = len(found)
+            if metric.from_energy:
+                row[f"{metric.key}.estimated"] = estimated
             row[f"{metric.key}.mean"] = (
                 s.mean if s is not None else (found[0] if found else None)
             )
@@ -107,6 +114,8 @@ def point_rows(
             row[f"{metric.key}.ci95_low"] = None if s is None else s.ci95_low
             row[f"{metric.key}.ci95_high"] = None if s is None else s.ci95_high
             row[f"{metric.key}.high_variance"] = None if s is None else s.high_variance
+            row[f"{metric.key}.ci_method"] = None if s is None else s.ci_method
+            row[f"{metric.key}.too_noisy"] = None if s is None else s.too_noisy
         rows.append(row)
     return rows
 

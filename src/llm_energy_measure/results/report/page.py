@@ -97,6 +97,8 @@ _DISPLAY: dict[str, tuple[float, str]] = {
     "ttft_p99_s": (1000.0, "ms"),
     "itl_p50_s": (1000.0, "ms"),
     "itl_p99_s": (1000.0, "ms"),
+    "tpot_p50_s": (1000.0, "ms"),
+    "tpot_p99_s": (1000.0, "ms"),
     "e2e_p50_s": (1000.0, "ms"),
     "mfu": (100.0, "%"),
 }
@@ -111,17 +113,25 @@ def _stat_cell(values: Sequence[float], stats: MetricStats | None, scale: float,
     if stats is None:
         return (f'<td class="num">{escape(_fmt(values[0] * scale))}{star}'
                 f'<div class="ci">n=1, no CI</div></td>')
-    half = (stats.ci95_high - stats.ci95_low) / 2 * scale
-    if half <= abs(stats.mean * scale) * 1e-9:  # rounding noise of identical values
-        half = 0.0
     hv = ""
     if stats.high_variance:
         cv = "" if stats.cv is None else f" cv {stats.cv * 100:.0f}%"
         hv = f'<div class="hv">high variance{escape(cv)}</div>'
+    interval = (f'<div class="ci">[{escape(_fmt(stats.ci95_low * scale))}, '
+                f'{escape(_fmt(stats.ci95_high * scale))}] n={stats.n}')
+    if stats.ci_method != "student_t":
+        # Asymmetric interval: no "±"; say which interval it is and that it cannot rank.
+        method = "log-scale CI" if stats.ci_method == "log_scale" else "t CI floored at 0"
+        return (
+            f'<td class="num">{escape(_fmt(stats.mean * scale))}{star}{interval} '
+            f'({method})</div><div class="hv">too noisy to rank</div>{hv}</td>'
+        )
+    half = (stats.ci95_high - stats.ci95_low) / 2 * scale
+    if half <= abs(stats.mean * scale) * 1e-9:  # rounding noise of identical values
+        half = 0.0
     return (
         f'<td class="num">{escape(_fmt(stats.mean * scale))}{star} ± {escape(_fmt(half, 2))}'
-        f'<div class="ci">[{escape(_fmt(stats.ci95_low * scale))}, '
-        f'{escape(_fmt(stats.ci95_high * scale))}] n={stats.n}</div>{hv}</td>'
+        f'{interval}</div>{hv}</td>'
     )
 
 
@@ -218,7 +228,8 @@ _TABLE_GROUPS = (
      ("output_tokens_per_s", "total_tokens_per_s", "energy_per_output_token_j",
       "total_energy_j", "mean_power_w", "mfu")),
     ("Latency per request",
-     ("ttft_p50_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s", "e2e_p50_s")),
+     ("ttft_p50_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s", "tpot_p50_s", "tpot_p99_s",
+      "e2e_p50_s")),
 )
 
 
@@ -255,9 +266,13 @@ def _stats_table(data: StudyReportData, points: Sequence[tuple[int, str, str]],
         "<h2>Per-point statistics</h2>"
         '<p class="note">Mean ± half-width of the 95% confidence interval (Student t) over '
         "each point's completed runs (one run = one cycle of the study); the interval and the "
-        "number of runs are below each value. <span class='hv'>high variance</span> marks a "
-        "coefficient of variation above 10%. Latencies are per request (TTFT: time to first "
-        "token, ITL: inter-token latency). * = estimated energy.</p>"
+        "number of runs are below each value. Where the t interval would reach below zero, the "
+        "interval is taken on the log scale of the mean (marked <em>log-scale CI</em>, no ±) "
+        "and the point is marked <span class='hv'>too noisy to rank</span>. "
+        "<span class='hv'>high variance</span> marks a "
+        "coefficient of variation above 10%. TTFT: time to first token; ITL: inter-token "
+        "latency over every token gap; TPOT: each request's mean gap; e2e: until the request's "
+        "batch returned. * = estimated energy.</p>"
         f"{''.join(tables)}{cycles_note}"
     )
 
