@@ -204,8 +204,8 @@ def config_show(
     as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
 ) -> None:
     """Print the resolved config (inheritance and defaults applied)."""
-    from llm_energy_measure.console import rendering
     from llm_energy_measure.config import load_config
+    from llm_energy_measure.console import rendering
 
     rendering.print_config(load_config(path), as_json=as_json)
 
