@@ -19,7 +19,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_energy_measure.bounded import read_regular_file
 from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.constants import MAX_CONFIG_BYTES
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
 from llm_energy_measure.state.heartbeat import launch_dir
 from llm_energy_measure.storage.atomic import atomic_write_text
@@ -56,10 +58,14 @@ def load_resolved_config(path: Path) -> ExperimentConfig:
     if path.suffix == ".json" and path.name.startswith("config") and \
             path.parent.name.endswith(".launch"):
         try:
-            return ExperimentConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            return ExperimentConfig.model_validate(
+                json.loads(read_regular_file(path, MAX_CONFIG_BYTES)))
         except FileNotFoundError:
             raise ConfigurationError(f"--config {path}: file not found") from None
-        except ValueError as exc:
+        except OSError as exc:
+            raise ConfigurationError(f"--config {path}: cannot be read ({exc.strerror})") \
+                from None
+        except (ValueError, RecursionError) as exc:
             raise ConfigurationError(f"--config {path}: not a valid resolved config ({exc})") \
                 from None
     return load_config(path)

@@ -15,7 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llm_energy_measure.constants import STATE_DIR_NAME
+from llm_energy_measure.bounded import read_regular_file
+from llm_energy_measure.constants import MAX_STATE_BYTES, STATE_DIR_NAME
 from llm_energy_measure.security import ensure_safe_path, sanitize_experiment_id
 from llm_energy_measure.storage.atomic import atomic_write_text
 
@@ -68,8 +69,8 @@ def read_heartbeats(base_dir: Path, experiment_id: str) -> dict[int, Heartbeat]:
         if not _HEARTBEAT_FILE.fullmatch(path.name):
             continue
         try:
-            beat = Heartbeat(**json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
+            beat = Heartbeat(**json.loads(read_regular_file(path, MAX_STATE_BYTES)))
+        except (OSError, ValueError, TypeError, RecursionError):
             continue  # replaced or half-visible on a network file system: next poll
         beats[beat.rank] = beat
     return beats

@@ -26,9 +26,11 @@ from pathlib import Path
 from loguru import logger
 from pydantic import ValidationError
 
+from llm_energy_measure.bounded import read_regular_file
 from llm_energy_measure.constants import (
     AGGREGATED_DIR_NAME,
     COMPLETION_MARKER_PREFIX,
+    MAX_RESULT_BYTES,
     RAW_DIR_NAME,
     SUPPORTED_SCHEMA_VERSIONS,
 )
@@ -164,7 +166,7 @@ class FileSystemRepository:
         """One process's result; None when absent, ResultsError naming the file when unreadable."""
         path = self.raw_path(experiment_id, process_index)
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, MAX_RESULT_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -210,7 +212,7 @@ class FileSystemRepository:
             try:
                 if is_link and not is_safe_path(self.base_dir, path):
                     raise ResultsError(f"{path}: resolves outside {self.base_dir}")
-                data = path.read_bytes()
+                data = read_regular_file(path, MAX_RESULT_BYTES)
                 result = _parse_raw(data, path)
                 self._check_raw_identity(result, experiment_id, rank, path)
             except ResultsError as exc:
@@ -257,9 +259,10 @@ class FileSystemRepository:
 
     @staticmethod
     def _read_aggregated(experiment_id: str, path: Path) -> AggregatedResult | None:
-        """Read an aggregated file whose path was already checked."""
+        """Read an aggregated file whose path was already checked (a regular file only: a
+        FIFO or device in its place is refused, never waited on)."""
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, MAX_RESULT_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from llm_energy_measure.bounded import read_regular_file
+from llm_energy_measure.constants import MAX_STATE_BYTES
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
 from llm_energy_measure.storage.atomic import atomic_write_text
 
@@ -89,6 +92,8 @@ def summary_from_row(row: Any) -> ExperimentSummary:
         # bool is an int subclass: refuse it where a count is expected.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ValueError("malformed summary row")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("malformed summary row")
     return ExperimentSummary(*row)
 
 
@@ -146,7 +151,7 @@ class SummaryCache:
         """(entries, journal_had_lines): the index with the journal applied in order."""
         entries: dict[str, tuple[Signature, ExperimentSummary]] = {}
         try:
-            data = json.loads(self.index_path.read_bytes())
+            data = _loads(read_regular_file(self.index_path, MAX_STATE_BYTES))
         except (OSError, ValueError):
             data = None
         if isinstance(data, dict) and data.get("format") == INDEX_FORMAT:
@@ -154,13 +159,13 @@ class SummaryCache:
             if isinstance(items, list):
                 _apply(entries, items)
         try:
-            journal = self.journal_path.read_bytes().splitlines()
+            journal = read_regular_file(self.journal_path, MAX_STATE_BYTES).splitlines()
         except OSError:
             journal = []
         lines: list[Any] = []
         for line in journal:
             try:
-                lines.append(json.loads(line))
+                lines.append(_loads(line))
             except ValueError:
                 continue  # a torn or hand-edited line: the file is parsed again instead
         _apply(entries, lines)
@@ -196,6 +201,15 @@ class SummaryCache:
             )
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.journal_path)
+
+
+def _loads(data: bytes) -> Any:
+    """JSON of a cache file or line; ValueError for anything unusable, including nesting too
+    deep for the parser (a damaged line must never crash a listing)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def _apply(entries: dict[str, tuple[Signature, ExperimentSummary]], items: Iterable[Any]) -> None:
