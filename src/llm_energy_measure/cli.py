@@ -44,13 +44,13 @@ ResultsDirOpt = typer.Option(
 
 
 def _fail(exc: BaseException) -> typer.Exit:
+    from llm_energy_measure.console.support import error_line
     from llm_energy_measure.exceptions import exit_code_for
 
     if isinstance(exc, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
     else:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {error_line(exc)}", err=True)
     if _state["verbose"]:
         import traceback
 

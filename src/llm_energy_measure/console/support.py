@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from llm_energy_measure.results import FileSystemRepository
 
 
+def error_line(exc: BaseException) -> str:
+    """The one line a failed command prints after ``error: ``: the first line of the message
+    (an OSError as ``<file>: <reason>``, so the file is always named)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def dataset_overrides(dataset: str) -> dict[str, Any]:
     """Map the --dataset flag onto prompts.* keys."""
     if dataset in ("builtin", "synthetic"):

@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 from llm_energy_measure.bounded import read_regular_file
 from llm_energy_measure.constants import MAX_STATE_BYTES
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
+from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.storage.atomic import atomic_write_text
 
 INDEX_FILE_NAME = ".summary_index.json"
@@ -174,11 +176,13 @@ class SummaryCache:
     def record(self, key: str, signature: Signature, summary: ExperimentSummary) -> None:
         """Append one entry to the journal (best effort: the cache is only an accelerator)."""
         line = json.dumps([key, list(signature), summary_to_row(summary)]) + "\n"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK  # a FIFO never blocks
         with contextlib.suppress(OSError):
             # One write of a short line in append mode: concurrent writers do not interleave.
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            fd = os.open(self.journal_path, flags, 0o666)
             try:
-                os.write(fd, line.encode("utf-8"))
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.write(fd, line.encode("utf-8"))
             finally:
                 os.close(fd)
 
@@ -195,7 +199,7 @@ class SummaryCache:
                 for key, (sig, summary) in entries.items()
             ],
         }
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ConfigurationError):
             atomic_write_text(
                 self.index_path, json.dumps(payload, separators=(",", ":")), durable=False
             )
