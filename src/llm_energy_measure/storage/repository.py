@@ -85,6 +85,25 @@ def _check_schema_version(data: bytes, path: Path) -> None:
         )
 
 
+def _checked_json(result: RawProcessResult | AggregatedResult, path: Path) -> str:
+    """The JSON to store for ``result``, read back through the same model first.
+
+    A figure that got past construction (``model_copy(update=...)`` does not validate) and
+    that the model refuses (NaN or infinity, which JSON would store as ``null``, a negative
+    or absurd count) is refused here, naming the file and the field, so that nothing is
+    written that cannot be read again.
+    """
+    text = result.model_dump_json(indent=2)
+    try:
+        type(result).model_validate(result.model_dump())  # names NaN as "finite number"
+        type(result).model_validate_json(text)
+    except ValidationError as exc:
+        raise ResultsError(
+            f"{path}: refusing to write an invalid result ({_describe_validation_error(exc)})"
+        ) from None
+    return text
+
+
 def _parse_raw(data: bytes, path: Path) -> RawProcessResult:
     try:
         return RawProcessResult.model_validate_json(data)
@@ -152,8 +171,9 @@ class FileSystemRepository:
     def save_raw(self, result: RawProcessResult) -> Path:
         """Store one process's result, then its completion marker; returns the json path."""
         path = self.raw_path(result.experiment_id, result.process_index)
+        text = _checked_json(result, path)
         self._make_dir(path.parent)
-        atomic_write_text(path, result.model_dump_json(indent=2), durable=self._durable)
+        atomic_write_text(path, text, durable=self._durable)
         marker = self._safe(path.parent / f"{COMPLETION_MARKER_PREFIX}{result.process_index}")
         atomic_write_text(
             marker,
@@ -247,8 +267,9 @@ class FileSystemRepository:
     def save_aggregated(self, result: AggregatedResult) -> Path:
         """Store the aggregated result (replacing an older one); returns its path."""
         path = self._aggregated_path(result.experiment_id)
+        text = _checked_json(result, path)
         self._make_dir(path.parent)
-        stat = atomic_write_text(path, result.model_dump_json(indent=2), durable=self._durable)
+        stat = atomic_write_text(path, text, durable=self._durable)
         self._cache.record(_agg_key(result.experiment_id), file_signature(stat),
                            summarize_aggregated(result))
         return path
