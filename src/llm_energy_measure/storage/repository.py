@@ -300,6 +300,31 @@ class FileSystemRepository:
         """True when the aggregated result file exists."""
         return self._aggregated_path(experiment_id).is_file()
 
+    def stored_paths(self, experiment_id: str) -> list[Path]:
+        """Every file or folder stored for the experiment: its raw folder when it holds
+        anything, and whatever sits at its aggregated path (of any kind)."""
+        raw = self._raw_experiment_dir(experiment_id)
+        aggregated = self._aggregated_path(experiment_id)
+        found = []
+        try:
+            if raw.is_symlink() or (raw.is_dir() and any(os.scandir(raw))):
+                found.append(raw)
+        except OSError:
+            found.append(raw)  # there, though unreadable: still taken
+        if aggregated.is_symlink() or aggregated.exists():
+            found.append(aggregated)
+        return found
+
+    def ensure_unused_id(self, experiment_id: str) -> None:
+        """ConfigurationError when any raw or aggregated file exists for ``experiment_id``:
+        the id is taken, and a new experiment under it would overwrite finished results."""
+        found = self.stored_paths(experiment_id)
+        if found:
+            raise ConfigurationError(
+                f"experiment id {experiment_id!r} is taken: results exist at {found[0]}; "
+                "choose another id (stored results are never overwritten)"
+            )
+
     # --- listing and deletion -------------------------------------------------------------
 
     def list_experiments(self) -> list[str]:
