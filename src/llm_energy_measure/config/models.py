@@ -250,6 +250,16 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> ExperimentConfig:
+        world = self.launch.num_processes * self.launch.num_machines
+        if self.prompts.num_prompts < world:
+            machines = (f" x launch.num_machines ({self.launch.num_machines})"
+                        if self.launch.num_machines > 1 else "")
+            raise ValueError(
+                f"prompts.num_prompts ({self.prompts.num_prompts}) must be at least "
+                f"launch.num_processes ({self.launch.num_processes}){machines}: every process "
+                "measures a share of the prompts; raise prompts.num_prompts or lower "
+                "launch.num_processes"
+            )
         if self.launch.machine_rank >= self.launch.num_machines:
             raise ValueError(
                 f"launch.machine_rank ({self.launch.machine_rank}) must be < "

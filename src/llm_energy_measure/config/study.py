@@ -9,6 +9,7 @@ Loading is pure: nothing here reads devices or starts anything.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llm_energy_measure.config.errors import format_validation_error
 from llm_energy_measure.config.overrides import check_override_key, split_key
+from llm_energy_measure.constants import MAX_SWEEP_POINTS
 from llm_energy_measure.exceptions import ConfigurationError
 
 StudyOrder = Literal["sequential", "interleaved", "shuffled"]
@@ -87,6 +89,14 @@ class StudyConfig(_Strict):
         for key, values in self.sweep.items():
             if not values:
                 raise ValueError(f"sweep.{key}: give at least one value")
+        grid = math.prod(len(values) for values in self.sweep.values()) if self.sweep else 0
+        if grid + len(self.points) > MAX_SWEEP_POINTS:
+            sizes = " x ".join(str(len(values)) for values in self.sweep.values()) or "0"
+            raise ValueError(
+                f"the study has {grid + len(self.points)} points (sweep {sizes} = {grid}, "
+                f"plus {len(self.points)} listed), more than the limit of {MAX_SWEEP_POINTS}; "
+                "sweep fewer values or split it into several studies"
+            )
         return self
 
 

@@ -80,13 +80,17 @@ def run_or_resume(
     """Run a new experiment (in this process, or launched when it has several processes) or
     resume one; returns the aggregated result, or None with a note when this machine cannot
     aggregate (a multi-node run whose other ranks' files are elsewhere)."""
+    from llm_energy_measure.config import effective_results_dir
     from llm_energy_measure.orchestration.experiment import (
         launch_experiment,
         needs_launch,
         resume_experiment,
         run_experiment,
     )
+    from llm_energy_measure.storage.repository import ensure_results_dir
 
+    ensure_results_dir(resolve_results_dir(results_dir) if config is None else
+                       effective_results_dir(config, results_dir), create=config is not None)
     if resume_id is not None:
         if experiment_id is not None:
             raise ConfigurationError("--resume ID already names the experiment; drop "
@@ -103,10 +107,20 @@ def run_or_resume(
 
 
 def repository(results_dir: Path | None) -> FileSystemRepository:
-    """The results store at the resolved results directory."""
+    """The results store at the resolved results directory, which must exist."""
     from llm_energy_measure.results import FileSystemRepository
+    from llm_energy_measure.storage.repository import existing_results_dir
 
-    return FileSystemRepository(resolve_results_dir(results_dir))
+    return FileSystemRepository(existing_results_dir(resolve_results_dir(results_dir)))
+
+
+def run_warnings(config: ExperimentConfig) -> list[str]:
+    """Warnings `run` prints before it starts: the machine cannot serve the config well."""
+    import os
+
+    from llm_energy_measure.config.validation import resource_warnings
+
+    return resource_warnings(config, cpu_count=os.cpu_count())
 
 
 def aggregate_experiments(
@@ -120,10 +134,12 @@ def aggregate_experiments(
     """Aggregate one experiment or all of them."""
     from llm_energy_measure.orchestration.aggregate import aggregate_all, aggregate_one
     from llm_energy_measure.state import StateStore
+    from llm_energy_measure.storage.repository import ensure_results_dir
 
     if (experiment_id is None) == (not all_):
         raise ConfigurationError("give an experiment id or --all (not both)")
     repo = repository(results_dir)
+    ensure_results_dir(repo.base_dir, create=False)
     states = StateStore(repo.base_dir)
     if all_:
         return aggregate_all(repo, force=force, allow_partial=allow_partial, states=states)

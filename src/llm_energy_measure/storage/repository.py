@@ -20,6 +20,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from llm_energy_measure.constants import (
     COMPLETION_MARKER_PREFIX,
     MAX_RESULT_BYTES,
     RAW_DIR_NAME,
+    RESULTS_DIR_ENV,
     SUPPORTED_SCHEMA_VERSIONS,
 )
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
@@ -51,6 +53,44 @@ from llm_energy_measure.storage.summaries import (
 _RAW_FILE = re.compile(r"process_(\d+)\.json")
 _MARKER_FILE = re.compile(re.escape(COMPLETION_MARKER_PREFIX) + r"(\d+)")
 _SUPPORTED = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+
+
+def ensure_results_dir(base: Path, *, create: bool = True) -> Path:
+    """``base`` as a folder this process can write into, created when absent (``create``);
+    else ConfigurationError naming it: a file in its place, a file among its parents, or a
+    folder that refuses a new file (read-only, no permission). Checked by writing and
+    removing a probe file, which also holds for root and for read-only mounts."""
+    if base.exists() and not base.is_dir():
+        raise ConfigurationError(
+            f"results folder {base} is a file, not a folder; pass --results-dir with a folder"
+        )
+    if not base.exists() and not create:
+        raise ConfigurationError(
+            f"results folder {base} does not exist; check --results-dir (or "
+            f"${RESULTS_DIR_ENV})"
+        )
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"results folder {base} cannot be written ({exc.strerror}); pass --results-dir "
+            "with a writable folder"
+        ) from None
+    return base
+
+
+def existing_results_dir(base: Path) -> Path:
+    """``base`` when it is an existing folder (the commands that only read results); else
+    ConfigurationError naming it, so that a mistyped --results-dir is not 'no results'."""
+    if not base.is_dir():
+        what = "is not a folder" if base.exists() else "does not exist"
+        raise ConfigurationError(
+            f"results folder {base} {what}; check --results-dir (or ${RESULTS_DIR_ENV})"
+        )
+    return base
 
 
 def _is_valid_id(name: str) -> bool:
