@@ -20,6 +20,7 @@ from llm_energy_measure.config.errors import format_validation_error
 from llm_energy_measure.config.overrides import check_override_key, split_key
 from llm_energy_measure.constants import MAX_SWEEP_POINTS
 from llm_energy_measure.exceptions import ConfigurationError
+from llm_energy_measure.security import control_character
 
 StudyOrder = Literal["sequential", "interleaved", "shuffled"]
 #: ``submitit-local`` runs the Slurm submission code with submitit's LocalExecutor (this host).
@@ -81,6 +82,10 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> StudyConfig:
+        char = control_character(self.study_name)
+        if char is not None:
+            raise ValueError(f"study_name: control character U+{ord(char):04X} is not allowed; "
+                             "write it as plain text")
         if (self.base is None) == (self.base_config is None):
             raise ValueError(
                 "give exactly one of 'base' (a config file path) and 'base_config' "

@@ -19,12 +19,16 @@ if TYPE_CHECKING:
 
 def error_line(exc: BaseException) -> str:
     """The one line a failed command prints after ``error: ``: the first line of the message
-    (an OSError as ``<file>: <reason>``, so the file is always named)."""
+    (an OSError as ``<file>: <reason>``, so the file is always named), secrets redacted as in
+    the state file and control characters escaped."""
+    from llm_energy_measure.security import escape_controls, redact_text
+
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
     else:
         text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return escape_controls(redact_text(line))
 
 
 def dataset_overrides(dataset: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from llm_energy_measure.bounded import read_regular_file
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.constants import MAX_CONFIG_BYTES
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
+from llm_energy_measure.security import first_secret_key
 from llm_energy_measure.state.heartbeat import launch_dir
 from llm_energy_measure.storage.atomic import atomic_write_text
 
@@ -42,10 +43,25 @@ def save_resolved_config(
     Machines other than machine 0 of a multi-node run (whose configs differ only in
     ``launch.machine_rank``) write ``config.machine<k>.json`` beside it, so that machines
     sharing a results directory do not replace each other's file.
+
+    The file never holds a secret: validation refuses values that look like credentials,
+    and a value that redaction would change here (it equals the value of a secret
+    environment variable such as ``HF_TOKEN``, which validation cannot know) is refused with
+    ConfigurationError naming the key, before anything is written. Refusing, rather than
+    writing a redacted copy, keeps the ranks (and a later resume) on the exact config that
+    was validated; the tokens themselves reach the ranks through their environment.
     """
     path = resolved_config_path(base_dir, experiment_id)
     if machine_rank:
         path = path.with_name(f"config.machine{machine_rank}.json")
+    data = config.model_dump(mode="json")
+    key = first_secret_key(data)
+    if key is not None:
+        raise ConfigurationError(
+            f"{key}: the value is a secret (it is the value of a secret environment variable "
+            "or looks like a credential) and would be saved with the experiment; a config "
+            "never holds credentials"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, config.model_dump_json(indent=2) + "\n")
     return path
