@@ -21,6 +21,7 @@ from llm_energy_measure.constants import (
     MAX_EXTENDS_DEPTH,
     MAX_EXTENDS_FILES,
     MAX_NESTING_DEPTH,
+    MAX_YAML_ALIASES,
     MAX_YAML_EXPANDED_NODES,
 )
 from llm_energy_measure.exceptions import ConfigurationError
@@ -186,3 +187,14 @@ def test_set_with_a_5000_digit_json_integer_exits_2(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "error: override 'sharding.max_memory': an integer has 5000 digits; at most 100 are "
         "accepted")
+
+
+def test_more_aliases_than_the_limit_are_refused(tmp_path: Path) -> None:
+    # 1,001 aliases of one scalar expand to only 1,001 values: the alias count alone refuses.
+    text = "a: &a 1\nb: [" + ", ".join(["*a"] * (MAX_YAML_ALIASES + 1)) + "]\n"
+    path = _write(tmp_path / "many.yaml", text)
+    with pytest.raises(ConfigurationError, match=f"more than {MAX_YAML_ALIASES} aliases"):
+        read_config_file(path)
+    ok = _write(tmp_path / "ok.yaml",
+                "a: &a 1\nb: [" + ", ".join(["*a"] * MAX_YAML_ALIASES) + "]\n")
+    assert len(read_config_file(ok)["b"]) == MAX_YAML_ALIASES
