@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,14 +45,14 @@ ResultsDirOpt = typer.Option(
 
 
 def _fail(exc: BaseException) -> typer.Exit:
+    from llm_energy_measure.console.support import error_line
     from llm_energy_measure.exceptions import exit_code_for
 
     if isinstance(exc, KeyboardInterrupt):
         signame = str(exc) if str(exc).startswith("SIG") else ""
         typer.echo(f"interrupted{f' ({signame})' if signame else ''}", err=True)
     else:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {error_line(exc)}", err=True)
     if _state["verbose"]:
         import traceback
 
@@ -132,7 +133,7 @@ def run(
     With launch.num_processes > 1 the processes are started with accelerate launch.
     """
     from llm_energy_measure.console import rendering
-    from llm_energy_measure.console.support import load_run_config, run_or_resume
+    from llm_energy_measure.console.support import load_run_config, run_or_resume, run_warnings
     from llm_energy_measure.orchestration.plan import build_plan
 
     cfg = None
@@ -154,6 +155,8 @@ def run(
     if dry_run and cfg is not None:
         rendering.print_plan(build_plan(cfg))
         return
+    for warning in run_warnings(cfg) if cfg is not None else []:
+        typer.echo(f"warning: {warning}", err=True)
     with rendering.progress() as on_progress:
         report = run_or_resume(cfg, resume_id=resume, experiment_id=experiment_id,
                                results_dir=results_dir, config_path=config,
@@ -193,7 +196,7 @@ def config_validate(path: Path = typer.Argument(..., help="Config file.")) -> No
     from llm_energy_measure.config import config_hash, config_warnings, load_config
 
     cfg = load_config(path)
-    for warning in config_warnings(cfg):
+    for warning in config_warnings(cfg, cpu_count=os.cpu_count()):
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"{path}: valid (config hash {config_hash(cfg)})")
 

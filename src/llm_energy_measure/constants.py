@@ -40,6 +40,38 @@ NVML_COUNTER_UPDATE_PERIOD_S = 0.1
 #: Windows shorter than this many counter periods draw a warning.
 MIN_WINDOW_COUNTER_PERIODS = 10
 
+# Input limits: a config, a stored file or a prompt source beyond one of these is refused with
+# one line naming it (exit 2 for configs and flags), before it can exhaust memory, time or the
+# interpreter's stack. docs/reliability.md lists them with the test that proves each.
+
+#: Largest config file (YAML/JSON, each ``_extends`` parent and study file included), in bytes.
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Alias references (``*name``) in one YAML document.
+MAX_YAML_ALIASES = 1_000
+#: Nodes one YAML document may expand to when every alias counts at its full size (what
+#: merging and copying the settings would build): an alias bomb is refused while it is read.
+MAX_YAML_EXPANDED_NODES = 100_000
+#: Nesting depth of mappings and lists in a config file, a ``--set`` value, a prompts JSONL
+#: line and a stored JSON file's cache line.
+MAX_NESTING_DEPTH = 64
+#: Digits of an integer written in a config or a ``--set`` value.
+MAX_INT_DIGITS = 100
+#: Files in one ``_extends`` chain (a file, its parent, the parent's parent, ...).
+MAX_EXTENDS_DEPTH = 32
+#: Config files read for one config, its ``_extends`` parents and theirs, repeats counted.
+MAX_EXTENDS_FILES = 256
+#: Points of one study (the sweep grid plus the explicit points).
+MAX_SWEEP_POINTS = 10_000
+#: Largest prompt file (prompts.path, text or JSONL), in bytes.
+MAX_PROMPT_FILE_BYTES = 2 * 1024**3
+#: Largest stored result file (raw or aggregated JSON) read back, in bytes.
+MAX_RESULT_BYTES = 1024**3
+#: Largest state, heartbeat, manifest or summary-cache file read back, in bytes.
+MAX_STATE_BYTES = 256 * 1024 * 1024
+#: Largest token, request or byte count a stored result may hold: 2**53, the largest integer
+#: every JSON reader (and a float column) holds exactly; any real run is far below it.
+MAX_COUNT = 2**53
+
 # The layout of the results directory is defined in storage/layout.py.
 
 #: Environment variables whose values are secrets: never written to results or logs.

@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 import secrets
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,42 @@ def ensure_safe_path(base: Path, target: Path) -> Path:
     return _real_path(target)
 
 
+#: Patterns of credentials recognisable on their own, without knowing the environment.
+_CREDENTIAL_PATTERNS = (_TEXT_PATTERNS[0], _TEXT_PATTERNS[2])
+#: Bidirectional-text controls: they reorder what a terminal shows (a spoofing vector).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def looks_like_credential(text: str) -> bool:
+    """True when ``text`` holds a Hugging Face token (``hf_`` + 20 or more letters/digits) or
+    a ``Bearer <token>``: never a valid setting (pure: the environment is not consulted)."""
+    return any(pattern.search(text) for pattern in _CREDENTIAL_PATTERNS)
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` (C0/C1 controls such as ESC, newline or tab,
+    and bidirectional-text controls), or None."""
+    for char in text:
+        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+            return char
+    return None
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with each control character (see ``control_character``) written as a Python
+    escape (``\\x1b``, ``\\u202e``), so that printing it cannot drive the terminal."""
+    if control_character(text) is None:
+        return text
+    out = []
+    for char in text:
+        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def _secret_env_values() -> list[str]:
     values = {os.environ.get(name, "") for name in SECRET_ENV_VARS}
     # Longest first so that a secret containing another is replaced whole.
@@ -188,6 +225,32 @@ def _redact_value_of_secret_key(value: Any) -> Any:
             return value
         return REDACTED
     return redact_secrets(value)
+
+
+def first_secret_key(data: Any, key: str = "") -> str | None:
+    """The dotted key of the first value in ``data`` (nested dicts/lists) that
+    ``redact_secrets`` would change, or None: what would leak if ``data`` were stored."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            child = f"{key}.{name}" if key else str(name)
+            if isinstance(name, str) and redact_text(name) != name:
+                return child
+            found = first_secret_key(value, child)
+            if found is not None:
+                return found
+        return None
+    if isinstance(data, list):
+        for index, value in enumerate(data):
+            found = first_secret_key(value, f"{key}[{index}]")
+            if found is not None:
+                return found
+        return None
+    leaf = key.rsplit(".", 1)[-1]
+    if is_secret_key(leaf) and isinstance(data, (str, bytes)):
+        return key if _redact_value_of_secret_key(data) != data else None
+    if isinstance(data, str) and redact_text(data) != data:
+        return key
+    return None
 
 
 def redact_secrets(obj: Any) -> Any:

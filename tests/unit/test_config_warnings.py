@@ -56,14 +56,6 @@ def test_clean_config_has_no_warnings() -> None:
             "gives 2 prompt(s) per process (8), fewer than batching.batch_size (4)",
         ),
         (
-            {
-                "prompts": {"num_prompts": 2},
-                "launch": {"num_processes": 4},
-                "batching": {"batch_size": 1},
-            },
-            "prompts.num_prompts (2) < launch.num_processes (4): some processes get no prompts",
-        ),
-        (
             {"traffic": {"enabled": True}, "batching": {"batch_size": 4}},
             "traffic.enabled with batching.batch_size 4",
         ),

@@ -192,3 +192,39 @@ def test_check_context_new_tokens_fill_context() -> None:
 def test_check_context_misaligned() -> None:
     with pytest.raises(ValueError, match="must align"):
         check_context([Prompt(0, "x")], [1, 2], context_len=128, max_new_tokens=8)
+
+
+class _RecordingTokenizer:
+    """A tokenizer that records the longest text it was asked to tokenize."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.longest = 0
+
+    def __call__(self, texts: Any, **kwargs: Any) -> Any:
+        batch = [texts] if isinstance(texts, str) else texts
+        self.longest = max(self.longest, *(len(t) for t in batch))
+        return self._inner(texts, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_20_mb_prompt_is_cut_without_tokenizing_all_of_it() -> None:
+    tok = _RecordingTokenizer(word_tokenizer())
+    huge = Prompt(request_id=0, text="the cat " * 2_500_000)  # 20,000,000 characters
+    result, num_truncated, counts = truncate_prompts([huge], tok, max_input_tokens=512)
+    # BOS + 511 words = 512 tokens; the words alternate "the", "cat".
+    assert result[0].text == " ".join(["the", "cat"] * 255 + ["the"])
+    assert (num_truncated, counts) == (1, [512])
+    assert tok.longest <= 512 * 16  # an 8 KiB prefix, not 20 MB
+    assert count_tokens([result[0].text], word_tokenizer()) == [512]
+
+
+def test_a_prefix_too_short_for_the_limit_is_doubled_until_it_holds_enough() -> None:
+    # The first prefix, 5 x 16 = 80 characters, holds 15 tokens: not more than the limit plus
+    # the 16-token margin (21), so it is doubled to 160 characters (28 tokens) before the cut.
+    tok = word_tokenizer()
+    text = " ".join(["seven", "eight"] * 1000)
+    result, num_truncated, counts = truncate_prompts([Prompt(0, text)], tok, max_input_tokens=5)
+    assert (result[0].text, num_truncated, counts) == ("seven eight seven eight", 1, [5])

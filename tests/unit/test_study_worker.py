@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.factories import make_raw
 
 from llm_energy_measure.orchestration.study.executors import (
     EXIT_ORPHANED,
@@ -21,7 +22,7 @@ from llm_energy_measure.orchestration.study.executors.local import (
     outcome_for_exit,
     run_worker,
 )
-from llm_energy_measure.orchestration.study.worker import already_done, main
+from llm_energy_measure.orchestration.study.worker import main, previous_attempt
 from llm_energy_measure.results import FileSystemRepository
 from llm_energy_measure.state import StateStore
 
@@ -98,19 +99,24 @@ def test_outcome_without_an_error_line_points_at_the_log(tmp_path: Path) -> None
         "worker stopped: the process that started it is gone")
 
 
-def test_already_done_skips_finished_and_clears_unfinished_state(tmp_path: Path) -> None:
+def test_previous_attempt_skips_finished_resumes_stored_and_clears_the_rest(
+        tmp_path: Path) -> None:
     repo = FileSystemRepository(tmp_path)
     states = StateStore(tmp_path)
     states.create("exp-a", config_name="x")
     states.mark_running("exp-a")
-    assert already_done(tmp_path, "exp-a") is False
+    assert previous_attempt(tmp_path, "exp-a") == "fresh"
     assert states.load("exp-a") is None  # the earlier attempt's state is gone: id reusable
+    states.create("exp-b", config_name="x")
     path = repo.aggregated_path("exp-b")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{}")
-    states.create("exp-b", config_name="x")
-    assert already_done(tmp_path, "exp-b") is True
+    assert previous_attempt(tmp_path, "exp-b") == "done"
     assert states.load("exp-b") is not None  # a finished experiment is left alone
+    states.create("exp-c", config_name="x")
+    repo.save_raw(make_raw("exp-c", 0, 1))  # measured, then the aggregation failed
+    assert previous_attempt(tmp_path, "exp-c") == "resume"
+    assert states.load("exp-c") is not None  # kept: the resume needs it
 
 
 def test_invalid_config_ends_with_one_error_line_and_exit_2(

@@ -16,6 +16,7 @@ from llm_energy_measure.config.models import ExperimentConfig
 Loc = tuple[str | int, ...]
 
 _MAX_SHOWN_CHARS = 60
+_DOTTED_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 _EXPECTED = {
     "int_parsing": "an integer",
@@ -186,7 +187,12 @@ def format_validation_error(
     errors = exc.errors(include_url=False)
     # A misspelt key often explains the other errors (its value fell back to a default).
     first = min(errors, key=lambda error: error["type"] not in ("extra_forbidden", "invalid_key"))
-    line = f"{source_for(tuple(first['loc']))}: {describe_error(first, root)}"
+    problem = describe_error(first, root)
+    loc: Loc = tuple(first["loc"])
+    head = problem.split(":", 1)[0]
+    if not loc and _DOTTED_KEY.fullmatch(head):
+        loc = tuple(head.split("."))  # a model-level check naming its key: blame its source
+    line = f"{source_for(loc)}: {problem}"
     if len(errors) > 1:
         line += f" (and {len(errors) - 1} more)"
     return re.sub(r"\s*[\r\n]+\s*", " ", line)

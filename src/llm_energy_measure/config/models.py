@@ -6,6 +6,7 @@ soft problems are reported by ``config.validation.config_warnings`` instead of r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -22,12 +23,48 @@ from llm_energy_measure.constants import (
     DEFAULT_SEED,
     DEFAULT_WARMUP_RUNS,
 )
+from llm_energy_measure.security import control_character, escape_controls, looks_like_credential
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
     )
+
+
+def _strings(value: object, key: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, text) of every string in a dumped config, keys of mappings included."""
+    if isinstance(value, str):
+        yield key, value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            child = f"{key}.{name}" if key else str(name)
+            yield from _strings(str(name), child)
+            yield from _strings(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{key}[{index}]")
+
+
+def check_plain_text(data: object) -> None:
+    """ValueError naming the key when a setting holds a control character (an escape such as
+    ``"\\x1b[2J"`` decoded from YAML would drive the terminal of everyone who lists the
+    results) or a credential (a config is stored with every result and launch: tokens belong
+    in ``HF_TOKEN``). The value itself is never echoed."""
+    for raw_key, text in _strings(data):
+        key = escape_controls(raw_key)
+        char = control_character(text)
+        if char is not None:
+            raise ValueError(
+                f"{key}: control character U+{ord(char):04X} is not allowed; write it as "
+                "plain text"
+            )
+        if looks_like_credential(text):
+            raise ValueError(
+                f"{key}: the value looks like an access token; a config never holds "
+                "credentials (it is stored with the results): give the token through the "
+                "HF_TOKEN environment variable"
+            )
 
 
 Precision = Literal["float32", "float16", "bfloat16"]
@@ -269,7 +306,22 @@ class ExperimentConfig(_Strict):
     results_dir: Path | None = Field(None, description="overrides the default results directory")
 
     @model_validator(mode="after")
+    def _plain_text(self) -> ExperimentConfig:
+        check_plain_text(self.model_dump(mode="json"))
+        return self
+
+    @model_validator(mode="after")
     def _cross(self) -> ExperimentConfig:
+        world = self.launch.num_processes * self.launch.num_machines
+        if self.prompts.num_prompts < world:
+            machines = (f" x launch.num_machines ({self.launch.num_machines})"
+                        if self.launch.num_machines > 1 else "")
+            raise ValueError(
+                f"prompts.num_prompts ({self.prompts.num_prompts}) must be at least "
+                f"launch.num_processes ({self.launch.num_processes}){machines}: every process "
+                "measures a share of the prompts; raise prompts.num_prompts or lower "
+                "launch.num_processes"
+            )
         if self.launch.machine_rank >= self.launch.num_machines:
             raise ValueError(
                 f"launch.machine_rank ({self.launch.machine_rank}) must be < "

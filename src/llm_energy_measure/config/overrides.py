@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from llm_energy_measure.bounded import IntegerTooLongError, bounded_int, json_too_deep
 from llm_energy_measure.config.errors import (
     describe,
     is_open_mapping,
@@ -18,6 +19,7 @@ from llm_energy_measure.config.errors import (
     unknown_key_hint,
 )
 from llm_energy_measure.config.merge import deep_merge
+from llm_energy_measure.constants import MAX_INT_DIGITS, MAX_NESTING_DEPTH
 from llm_energy_measure.exceptions import ConfigurationError
 
 
@@ -28,8 +30,14 @@ def parse_override_value(text: str, key: str = "value") -> object:
     if stripped in ("null", "~"):
         return None
     if stripped[:1] in ("[", "{"):
+        if json_too_deep(stripped, MAX_NESTING_DEPTH):
+            raise ConfigurationError(
+                f"override '{key}': the value nests more than {MAX_NESTING_DEPTH} levels deep"
+            )
         try:
-            return json.loads(stripped)
+            return json.loads(stripped, parse_int=bounded_int(MAX_INT_DIGITS))
+        except IntegerTooLongError as exc:
+            raise ConfigurationError(f"override '{key}': {exc}") from None
         except json.JSONDecodeError as exc:
             raise ConfigurationError(
                 f"override '{key}': {text!r} is not valid JSON ({exc.msg} at column {exc.colno}); "

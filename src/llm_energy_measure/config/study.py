@@ -9,6 +9,7 @@ Loading is pure: nothing here reads devices or starts anything.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llm_energy_measure.config.errors import format_validation_error
 from llm_energy_measure.config.overrides import check_override_key, split_key
+from llm_energy_measure.constants import MAX_SWEEP_POINTS
 from llm_energy_measure.exceptions import ConfigurationError
+from llm_energy_measure.security import control_character
 
 StudyOrder = Literal["sequential", "interleaved", "shuffled"]
 #: ``submitit-local`` runs the Slurm submission code with submitit's LocalExecutor (this host).
@@ -79,6 +82,10 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> StudyConfig:
+        char = control_character(self.study_name)
+        if char is not None:
+            raise ValueError(f"study_name: control character U+{ord(char):04X} is not allowed; "
+                             "write it as plain text")
         if (self.base is None) == (self.base_config is None):
             raise ValueError(
                 "give exactly one of 'base' (a config file path) and 'base_config' "
@@ -87,6 +94,14 @@ class StudyConfig(_Strict):
         for key, values in self.sweep.items():
             if not values:
                 raise ValueError(f"sweep.{key}: give at least one value")
+        grid = math.prod(len(values) for values in self.sweep.values()) if self.sweep else 0
+        if grid + len(self.points) > MAX_SWEEP_POINTS:
+            sizes = " x ".join(str(len(values)) for values in self.sweep.values()) or "0"
+            raise ValueError(
+                f"the study has {grid + len(self.points)} points (sweep {sizes} = {grid}, "
+                f"plus {len(self.points)} listed), more than the limit of {MAX_SWEEP_POINTS}; "
+                "sweep fewer values or split it into several studies"
+            )
         return self
 
 

@@ -50,8 +50,28 @@ def _sampling_warning(config: ExperimentConfig) -> list[str]:
     return [f"{names} ignored: decoder.mode is 'greedy' (set decoder.mode: sampling to use them)"]
 
 
-def config_warnings(config: ExperimentConfig) -> list[str]:
-    """Soft problems of a valid config, one line each; they never stop a run."""
+def resource_warnings(config: ExperimentConfig, *, cpu_count: int | None) -> list[str]:
+    """Soft problems of a config on a machine with ``cpu_count`` CPU cores (None: unknown).
+
+    Each process needs a core of its own: more processes than cores contend for them, so the
+    per-process windows, throughput and energy measure the contention.
+    """
+    processes = config.launch.num_processes
+    if cpu_count is not None and processes > cpu_count:
+        return [
+            f"launch.num_processes ({processes}) exceeds the {cpu_count} CPU core(s) of this "
+            "machine: the processes contend for cores and the figures measure that contention; "
+            f"use at most {cpu_count}"
+        ]
+    return []
+
+
+def config_warnings(config: ExperimentConfig, *, cpu_count: int | None = None) -> list[str]:
+    """Soft problems of a valid config, one line each; they never stop a run.
+
+    With ``cpu_count`` (the machine's cores, passed by the caller: validation reads nothing
+    from the machine) the resource warnings of this machine are included.
+    """
     warnings = _sampling_warning(config)
     decoder, model, launch = config.decoder, config.model, config.launch
     if decoder.fixed_length and decoder.min_new_tokens > 0:
@@ -74,12 +94,7 @@ def config_warnings(config: ExperimentConfig) -> list[str]:
     if model.device == "cpu" and config.energy.backend == "nvml":
         warnings.append("energy.backend 'nvml' measures GPUs, but model.device is 'cpu'")
     per_process = config.prompts.num_prompts // launch.num_processes
-    if config.prompts.num_prompts < launch.num_processes:
-        warnings.append(
-            f"prompts.num_prompts ({config.prompts.num_prompts}) < launch.num_processes "
-            f"({launch.num_processes}): some processes get no prompts"
-        )
-    elif per_process < config.batching.batch_size:
+    if per_process < config.batching.batch_size:
         share = "" if launch.num_processes == 1 else f" per process ({launch.num_processes})"
         warnings.append(
             f"prompts.num_prompts gives {per_process} prompt(s){share}, fewer than "
@@ -106,4 +121,4 @@ def config_warnings(config: ExperimentConfig) -> list[str]:
         warnings.append(
             f"launch.num_machines is {launch.num_machines} but launch.main_process_ip is not set"
         )
-    return warnings
+    return warnings + resource_warnings(config, cpu_count=cpu_count)

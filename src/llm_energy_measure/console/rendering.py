@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from llm_energy_measure.console.textable import format_pairs, format_table, si
+from llm_energy_measure.console.textable import cell, format_pairs, format_table, si
 
 if TYPE_CHECKING:
     from llm_energy_measure.config.models import ExperimentConfig
@@ -130,9 +130,9 @@ def print_summary(result: AggregatedResult) -> None:
     for line in cycle_stat_lines(result):
         typer.echo(line)
     for w in result.warnings:
-        typer.echo(f"{w.severity}: [{w.code}] {w.message}", err=True)
+        typer.echo(cell(f"{w.severity}: [{w.code}] {w.message}"), err=True)
     for figure, reason in sorted(result.engine.unreported.items()):
-        typer.echo(f"info: [not_reported] {figure}: {reason}", err=True)
+        typer.echo(cell(f"info: [not_reported] {figure}: {reason}"), err=True)
 
 
 def print_plan(plan: dict[str, Any]) -> None:
@@ -156,7 +156,8 @@ def print_config(config: ExperimentConfig, *, as_json: bool) -> None:
 def print_aggregate_outcomes(outcomes: Sequence[AggregateOutcome]) -> None:
     """One line per experiment; exits 1 when any failed."""
     for o in outcomes:
-        typer.echo(f"{o.experiment_id}: {o.status}" + (f" ({o.detail})" if o.detail else ""))
+        typer.echo(cell(f"{o.experiment_id}: {o.status}" + (f" ({o.detail})" if o.detail
+                                                            else "")))
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
 
@@ -199,7 +200,7 @@ def print_result(
             typer.echo(json.dumps([r.model_dump(mode="json") for r in raws], indent=2))
             return
         for r in raws:
-            typer.echo(f"== process {r.process_index} on {r.hostname}")
+            typer.echo(cell(f"== process {r.process_index} on {r.hostname}"))
             typer.echo(format_pairs(summary_pairs(r)))
         return
     result = load_aggregated_results(repo, [exp_id])[0]

@@ -16,6 +16,20 @@ if TYPE_CHECKING:
     from llm_energy_measure.results import FileSystemRepository
 
 
+def error_line(exc: BaseException) -> str:
+    """The one line a failed command prints after ``error: ``: the first line of the message
+    (an OSError as ``<file>: <reason>``, so the file is always named), secrets redacted as in
+    the state file and control characters escaped."""
+    from llm_energy_measure.security import escape_controls, redact_text
+
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return escape_controls(redact_text(line))
+
+
 def dataset_overrides(dataset: str) -> dict[str, Any]:
     """Map the --dataset flag onto prompts.* keys."""
     if dataset in ("builtin", "synthetic"):
@@ -67,8 +81,12 @@ def run_or_resume(
     on_progress: Callable[[str, int, int], None],
 ) -> ExperimentReport:
     """Run a new experiment or resume one (see ``orchestration.experiment``)."""
+    from llm_energy_measure.config import effective_results_dir
     from llm_energy_measure.orchestration.experiment import resume_experiment, run_experiment
+    from llm_energy_measure.storage.repository import ensure_results_dir
 
+    ensure_results_dir(effective_results_dir(None, results_dir) if config is None else
+                       effective_results_dir(config, results_dir), create=config is not None)
     if resume_id is not None:
         if experiment_id is not None:
             raise ConfigurationError("--resume ID already names the experiment; drop "
@@ -80,11 +98,21 @@ def run_or_resume(
 
 
 def repository(results_dir: Path | None) -> FileSystemRepository:
-    """The results store at the resolved results directory."""
+    """The results store at the resolved results directory, which must exist."""
     from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.results import FileSystemRepository
+    from llm_energy_measure.storage.repository import existing_results_dir
 
-    return FileSystemRepository(effective_results_dir(flag_value=results_dir))
+    return FileSystemRepository(existing_results_dir(effective_results_dir(flag_value=results_dir)))
+
+
+def run_warnings(config: ExperimentConfig) -> list[str]:
+    """Warnings `run` prints before it starts: the machine cannot serve the config well."""
+    import os
+
+    from llm_energy_measure.config.validation import resource_warnings
+
+    return resource_warnings(config, cpu_count=os.cpu_count())
 
 
 def aggregate_experiments(
@@ -96,13 +124,14 @@ def aggregate_experiments(
     allow_partial: bool,
 ) -> list[AggregateOutcome]:
     """Aggregate one experiment or all of them."""
-    from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.orchestration.aggregate import aggregate_all, aggregate_one
+    from llm_energy_measure.storage.repository import ensure_results_dir
     from llm_energy_measure.storage.workspace import Workspace
 
     if (experiment_id is None) == (not all_):
         raise ConfigurationError("give an experiment id or --all (not both)")
-    workspace = Workspace(effective_results_dir(flag_value=results_dir))
+    workspace = Workspace(repository(results_dir).base_dir)
+    ensure_results_dir(workspace.root, create=False)
     repo, states = workspace.repository, workspace.states
     if all_:
         return aggregate_all(repo, force=force, allow_partial=allow_partial, states=states)

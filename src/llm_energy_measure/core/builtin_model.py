@@ -313,7 +313,7 @@ def ensure_builtin_model(name: str, cache_dir: Path | None = None) -> Path:
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
-    except PermissionError as exc:
+    except OSError as exc:  # read-only, no permission, a file in the way, disk full
         raise ConfigurationError(
             f"cannot write the builtin model cache at '{parent}': {exc.strerror}; set "
             f"{CACHE_DIR_ENV} to a writable directory"

@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from llm_energy_measure.bounded import FileRefusedError, json_too_deep, read_regular_file
+from llm_energy_measure.constants import MAX_NESTING_DEPTH, MAX_PROMPT_FILE_BYTES
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
 
 #: Columns tried, in this order, when ``prompts.column`` is not set.
@@ -59,12 +61,16 @@ def read_builtin() -> list[str]:
 
 
 def _check_file(path: Path) -> str:
+    """The text of a prompt file: a regular UTF-8 file of at most ``MAX_PROMPT_FILE_BYTES``
+    (a FIFO or device is refused before anything is read)."""
     if not path.exists():
         raise ConfigurationError(f"prompts.path '{path}' does not exist: point it at a prompt file")
-    if not path.is_file():
-        raise ConfigurationError(f"prompts.path '{path}' is not a file: point it at a prompt file")
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular_file(path, MAX_PROMPT_FILE_BYTES).decode("utf-8")
+    except FileRefusedError as exc:
+        raise ConfigurationError(
+            f"prompts.path '{path}' is {exc.strerror}: point it at a prompt file"
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigurationError(
             f"prompts.path '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}): "
@@ -159,10 +165,18 @@ def read_jsonl(path: Path, column: str | None) -> list[str]:
         if not line.strip():
             continue
         where = f"prompts.path '{path}' line {line_no}"
+        if json_too_deep(line, MAX_NESTING_DEPTH):
+            raise ConfigurationError(
+                f"{where} nests more than {MAX_NESTING_DEPTH} levels deep: a prompt record is "
+                "an object of text or chat messages"
+            )
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigurationError(f"{where} is not valid JSON ({exc.msg}): fix that line"
+                                     ) from exc
+        except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit limit
+            raise ConfigurationError(f"{where} is not usable JSON ({exc}): fix that line"
                                      ) from exc
         if not isinstance(row, dict):
             raise ConfigurationError(

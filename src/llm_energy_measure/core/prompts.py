@@ -32,6 +32,14 @@ _WORD_POOL_SIZE = 1024
 _CANDIDATE_CHUNK = 1024
 #: Re-tokenize-and-adjust rounds allowed before a synthetic prompt is declared impossible.
 _MAX_ADJUST_ROUNDS = 32
+#: Characters per allowed token in the prefix of a long prompt that is tokenized first: a
+#: token rarely spans more than a few characters, so the prefix almost always holds more
+#: tokens than the limit and the rest of the text is never tokenized (a 20 MB prompt cut to
+#: 512 tokens tokenizes 8 KiB). A prefix that holds too few tokens is doubled.
+_PREFIX_CHARS_PER_TOKEN = 16
+#: Tokens beyond the limit a prefix must hold, so that the cut falls well before the prefix's
+#: end, where a word cut in two could tokenize differently from the full text.
+_PREFIX_MARGIN_TOKENS = 16
 
 
 def load_prompts(
@@ -133,15 +141,25 @@ def truncate_prompts(
     text at a token boundary (character offsets); otherwise the kept tokens are decoded. The
     result is re-tokenized and shortened further until it fits, because a cut text does not
     always re-tokenize to the same tokens.
+
+    Only a prefix of a long prompt is tokenized: ``max_input_tokens * 16`` characters,
+    doubled until it holds 16 tokens more than the limit or is the whole text, so time and
+    memory do not grow with the length of the prompt.
     """
-    counts = count_tokens([p.text for p in prompts], tokenizer)
+    prefix_chars = max_input_tokens * _PREFIX_CHARS_PER_TOKEN
+    heads = [p.text[:prefix_chars] for p in prompts]
+    counts = count_tokens(heads, tokenizer)
     result: list[Prompt] = []
     num_truncated = 0
     for index, (prompt, count) in enumerate(zip(prompts, counts, strict=True)):
-        if count <= max_input_tokens:
+        head = heads[index]
+        while len(head) < len(prompt.text) and count <= max_input_tokens + _PREFIX_MARGIN_TOKENS:
+            head = prompt.text[: 2 * len(head)]
+            count = counts[index] = count_tokens([head], tokenizer)[0]
+        if count <= max_input_tokens:  # head is the whole text
             result.append(prompt)
             continue
-        text, counts[index] = _truncate_text(prompt.text, count, tokenizer, max_input_tokens)
+        text, counts[index] = _truncate_text(head, count, tokenizer, max_input_tokens)
         result.append(replace(prompt, text=text))
         num_truncated += 1
     return Truncation(result, num_truncated, counts)

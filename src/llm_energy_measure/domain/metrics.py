@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from llm_energy_measure.domain.base import FrozenModel
+from llm_energy_measure.domain.base import Count, FrozenModel, NonNegative
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -30,7 +30,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 class LatencyStats(FrozenModel):
     """Distribution of one latency quantity over requests, in seconds."""
 
-    count: int
+    count: Count
     mean_s: float
     p50_s: float
     p90_s: float
@@ -74,15 +74,15 @@ class RequestRecord(FrozenModel):
 
     request_id: int
     cycle: int = 0
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
+    input_tokens: Count
+    output_tokens: Count
     submitted_s: float
-    ttft_s: float | None = None
-    tpot_s: float | None = None
-    token_gaps_s: tuple[float, ...] = ()
+    ttft_s: NonNegative | None = None
+    tpot_s: NonNegative | None = None
+    token_gaps_s: tuple[NonNegative, ...] = ()
     token_gap_stride: int = Field(1, ge=1)
-    e2e_s: float
-    completion_s: float | None = None
+    e2e_s: NonNegative
+    completion_s: NonNegative | None = None
     output_text: str | None = None
 
 
@@ -123,14 +123,14 @@ class InferenceMetrics(FrozenModel):
     return of the request's batch); ``completion`` submission to the request's own last token.
     """
 
-    num_requests: int
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
-    inference_time_s: float
-    output_tokens_per_s: float
-    total_tokens_per_s: float
-    requests_per_s: float
+    num_requests: Count
+    input_tokens: Count
+    output_tokens: Count
+    total_tokens: Count
+    inference_time_s: NonNegative
+    output_tokens_per_s: NonNegative
+    total_tokens_per_s: NonNegative
+    requests_per_s: NonNegative
     ttft: LatencyStats | None = None
     itl: LatencyStats | None = None
     tpot: LatencyStats | None = None
@@ -203,14 +203,14 @@ class DeviceEnergy(FrozenModel):
     method: EnergyMethod
     estimated: bool
     source: str = Field(description="backend that produced the figure, e.g. nvml, rapl")
-    sampling_interval_ms: float | None = None
-    energy_j: float
-    duration_s: float
-    mean_power_w: float | None = None
-    peak_power_w: float | None = None
-    baseline_power_w: float | None = None
-    static_energy_j: float | None = None
-    dynamic_energy_j: float | None = None
+    sampling_interval_ms: NonNegative | None = None
+    energy_j: NonNegative
+    duration_s: NonNegative
+    mean_power_w: NonNegative | None = None
+    peak_power_w: NonNegative | None = None
+    baseline_power_w: NonNegative | None = None
+    static_energy_j: NonNegative | None = None
+    dynamic_energy_j: NonNegative | None = None
     dynamic_clamped: bool = False
 
 
@@ -243,22 +243,22 @@ class EnergyMetrics(FrozenModel):
 
     devices: tuple[DeviceEnergy, ...] = ()
     backend: str
-    total_energy_j: float
-    gpu_energy_j: float | None = None
-    cpu_energy_j: float | None = None
-    ram_energy_j: float | None = None
-    static_energy_j: float | None = None
-    dynamic_energy_j: float | None = None
+    total_energy_j: NonNegative
+    gpu_energy_j: NonNegative | None = None
+    cpu_energy_j: NonNegative | None = None
+    ram_energy_j: NonNegative | None = None
+    static_energy_j: NonNegative | None = None
+    dynamic_energy_j: NonNegative | None = None
     estimated: bool
     methods: tuple[str, ...] = ()
-    duration_s: float
-    mean_power_w: float | None = None
-    peak_power_w: float | None = None
-    energy_per_output_token_j: float | None = None
-    energy_per_request_j: float | None = None
-    output_tokens_per_j: float | None = None
-    emissions_g: float | None = None
-    carbon_intensity_g_per_kwh: float | None = None
+    duration_s: NonNegative
+    mean_power_w: NonNegative | None = None
+    peak_power_w: NonNegative | None = None
+    energy_per_output_token_j: NonNegative | None = None
+    energy_per_request_j: NonNegative | None = None
+    output_tokens_per_j: NonNegative | None = None
+    emissions_g: NonNegative | None = None
+    carbon_intensity_g_per_kwh: NonNegative | None = None
     carbon_intensity_source: str | None = None
     pue: float = 1.0
     unmeasured: UnmeasuredEnergy = UnmeasuredEnergy()
@@ -270,10 +270,10 @@ FlopsMethod = Literal["analytic", "flop_counter", "calflops", "parameter_estimat
 class FlopsResult(FrozenModel):
     """FLOPs of a workload (1 multiply-add = 2 FLOPs)."""
 
-    total_flops: float
-    prefill_flops: float
-    decode_flops: float
-    flops_per_output_token: float | None = None
+    total_flops: NonNegative
+    prefill_flops: NonNegative
+    decode_flops: NonNegative
+    flops_per_output_token: NonNegative | None = None
     method: FlopsMethod
     confidence: Literal["high", "medium", "low"]
     architecture: str | None = None
@@ -284,11 +284,11 @@ class ComputeMetrics(FrozenModel):
     """Compute efficiency. MFU/MBU are None (not zero) when the device peak is unknown."""
 
     flops: FlopsResult | None = None
-    achieved_flops_per_s: float | None = None
-    peak_flops_per_s: float | None = None
-    mfu: float | None = None
-    peak_memory_bandwidth_bytes_per_s: float | None = None
-    mbu: float | None = None
+    achieved_flops_per_s: NonNegative | None = None
+    peak_flops_per_s: NonNegative | None = None
+    mfu: NonNegative | None = None
+    peak_memory_bandwidth_bytes_per_s: NonNegative | None = None
+    mbu: NonNegative | None = None
     device_name: str | None = None
 
 
@@ -296,10 +296,10 @@ class MemoryStats(FrozenModel):
     """Memory over the measured window. GPU peaks are reset at the window start; they are
     None (never 0) without a CUDA device, and ``gpu_unmeasured`` then says why."""
 
-    model_weights_bytes: int | None = None
-    gpu_peak_allocated_bytes: int | None = None
-    gpu_peak_reserved_bytes: int | None = None
-    cpu_peak_rss_bytes: int | None = None
+    model_weights_bytes: Count | None = None
+    gpu_peak_allocated_bytes: Count | None = None
+    gpu_peak_reserved_bytes: Count | None = None
+    cpu_peak_rss_bytes: Count | None = None
     gpu_unmeasured: str | None = None
 
 
@@ -351,13 +351,13 @@ class CycleMetrics(FrozenModel):
     cycle: int
     timestamps: Timestamps
     energy_window: Timestamps | None = None
-    input_tokens: int
-    output_tokens: int
-    num_requests: int
-    energy_j: float | None = None
-    device_energy_j: dict[str, float] = Field(default_factory=dict)
-    output_tokens_per_s: float
-    energy_per_output_token_j: float | None = None
+    input_tokens: Count
+    output_tokens: Count
+    num_requests: Count
+    energy_j: NonNegative | None = None
+    device_energy_j: dict[str, NonNegative] = Field(default_factory=dict)
+    output_tokens_per_s: NonNegative
+    energy_per_output_token_j: NonNegative | None = None
     ttft_p50_s: float | None = None
     itl_p50_s: float | None = None
     tpot_p50_s: float | None = None

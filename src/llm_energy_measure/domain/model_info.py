@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from llm_energy_measure.domain.base import FrozenModel
+from llm_energy_measure.domain.base import Count, FrozenModel
 
 
 class QuantizationSpec(FrozenModel):
@@ -25,7 +25,7 @@ class ModelInfo(FrozenModel):
     revision: str | None = None
     architecture: str | None = None
     model_type: str | None = None
-    num_parameters: int
+    num_parameters: Count
     num_layers: int | None = None
     hidden_size: int | None = None
     num_attention_heads: int | None = None
@@ -35,7 +35,7 @@ class ModelInfo(FrozenModel):
     vocab_size: int | None = None
     max_position_embeddings: int | None = None
     dtype: str
-    weight_bytes: int
+    weight_bytes: Count
     quantization: QuantizationSpec = QuantizationSpec()
     random_weights: bool = False
     attn_implementation: str | None = None

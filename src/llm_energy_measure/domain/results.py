@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from llm_energy_measure.constants import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
-from llm_energy_measure.domain.base import FrozenModel
+from llm_energy_measure.domain.base import Count, FrozenModel, NonNegative
 from llm_energy_measure.domain.engine import EngineInfo
 from llm_energy_measure.domain.environment import EnvironmentInfo
 from llm_energy_measure.domain.metrics import (
@@ -73,10 +73,10 @@ class ProcessSummary(FrozenModel):
     process_index: int
     hostname: str
     timestamps: Timestamps
-    input_tokens: int
-    output_tokens: int
-    output_tokens_per_s: float
-    energy_j: float | None = None
+    input_tokens: Count
+    output_tokens: Count
+    output_tokens_per_s: NonNegative
+    energy_j: NonNegative | None = None
     device_ids: tuple[str, ...] = ()
     #: Wall-clock edges of the process's energy windows (first cycle's start, last's end).
     energy_window: Timestamps | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from llm_energy_measure.config import config_hash, config_warnings, effective_results_dir
@@ -97,7 +98,7 @@ def build_plan(config: ExperimentConfig) -> dict[str, Any]:
                   + (f"{config.energy.baseline.duration_s:g} s" if config.energy.baseline.enabled
                      else "off"),
         "processes": config.launch.num_processes,
-        "warnings": config_warnings(config),
+        "warnings": config_warnings(config, cpu_count=os.cpu_count()),
     }
     try:
         hf_config = _hf_config(config)

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_energy_measure.bounded import read_regular_file
 from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.constants import MAX_CONFIG_BYTES
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
+from llm_energy_measure.security import first_secret_key
 from llm_energy_measure.storage.atomic import atomic_write_text
 from llm_energy_measure.storage.layout import LAUNCH_DIR_SUFFIX, ResultsLayout
 
@@ -42,8 +45,23 @@ def save_resolved_config(
     Machines other than machine 0 of a multi-node run (whose configs differ only in
     ``launch.machine_rank``) write ``config.machine<k>.json`` beside it, so that machines
     sharing a results directory do not replace each other's file.
+
+    The file never holds a secret: validation refuses values that look like credentials,
+    and a value that redaction would change here (it equals the value of a secret
+    environment variable such as ``HF_TOKEN``, which validation cannot know) is refused with
+    ConfigurationError naming the key, before anything is written. Refusing, rather than
+    writing a redacted copy, keeps the ranks (and a later resume) on the exact config that
+    was validated; the tokens themselves reach the ranks through their environment.
     """
     path = ResultsLayout(base_dir).resolved_config(experiment_id, machine_rank)
+    data = config.model_dump(mode="json")
+    key = first_secret_key(data)
+    if key is not None:
+        raise ConfigurationError(
+            f"{key}: the value is a secret (it is the value of a secret environment variable "
+            "or looks like a credential) and would be saved with the experiment; a config "
+            "never holds credentials"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, config.model_dump_json(indent=2) + "\n")
     return path
@@ -56,10 +74,14 @@ def load_resolved_config(path: Path) -> ExperimentConfig:
     if path.suffix == ".json" and path.name.startswith("config") and \
             path.parent.name.endswith(LAUNCH_DIR_SUFFIX):
         try:
-            return ExperimentConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            return ExperimentConfig.model_validate(
+                json.loads(read_regular_file(path, MAX_CONFIG_BYTES)))
         except FileNotFoundError:
             raise ConfigurationError(f"--config {path}: file not found") from None
-        except ValueError as exc:
+        except OSError as exc:
+            raise ConfigurationError(f"--config {path}: cannot be read ({exc.strerror})") \
+                from None
+        except (ValueError, RecursionError) as exc:
             raise ConfigurationError(f"--config {path}: not a valid resolved config ({exc})") \
                 from None
     return load_config(path)

@@ -26,6 +26,7 @@ from llm_energy_measure.state.transitions import (
     start_run,
 )
 from llm_energy_measure.storage.layout import ResultsLayout
+from llm_energy_measure.storage.repository import FileSystemRepository
 
 #: ``update`` callbacks either return the new state or mutate the given copy and return None.
 StateUpdate = Callable[[ExperimentState], "ExperimentState | None"]
@@ -77,7 +78,9 @@ class StateStore:
     ) -> ExperimentState:
         """Write a new pending state with ``num_processes`` pending ranks and return it.
 
-        Raises ConfigurationError if state for this id exists and ``overwrite`` is False.
+        Raises ConfigurationError if state for this id exists and ``overwrite`` is False, and
+        whenever a raw or aggregated result exists for the id (even without a state: the id
+        is taken, see ``FileSystemRepository.ensure_unused_id``).
         """
         path = self.path_for(experiment_id)
         if num_processes < 1:
@@ -96,6 +99,7 @@ class StateStore:
                     f"experiment id {experiment_id!r} already has state at {path}; "
                     "choose another id, resume it, or delete it first"
                 )
+            FileSystemRepository(self.base_dir).ensure_unused_id(experiment_id)
             write_state(path, state)
         return state
 

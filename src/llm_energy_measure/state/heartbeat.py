@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from llm_energy_measure.bounded import read_regular_file
+from llm_energy_measure.constants import MAX_STATE_BYTES
 from llm_energy_measure.storage.atomic import atomic_write_text
 from llm_energy_measure.storage.layout import HEARTBEAT_FILE_PATTERN, ResultsLayout
 
@@ -55,8 +57,8 @@ def read_heartbeats(base_dir: Path, experiment_id: str) -> dict[int, Heartbeat]:
         if not HEARTBEAT_FILE_PATTERN.fullmatch(path.name):
             continue
         try:
-            beat = Heartbeat(**json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
+            beat = Heartbeat(**json.loads(read_regular_file(path, MAX_STATE_BYTES)))
+        except (OSError, ValueError, TypeError, RecursionError):
             continue  # replaced or half-visible on a network file system: next poll
         beats[beat.rank] = beat
     return beats

@@ -10,6 +10,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
+from llm_energy_measure.bounded import read_regular_file
+from llm_energy_measure.constants import MAX_STATE_BYTES
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
 from llm_energy_measure.state.models import ExperimentState
 from llm_energy_measure.storage.atomic import atomic_write_text
@@ -50,9 +52,11 @@ def read_state(path: Path) -> ExperimentState | None:
     a file whose ``experiment_id`` differs from its name.
     """
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ResultsError(f"state file {path} cannot be read ({exc.strerror})") from None
     try:
         state = ExperimentState.model_validate(json.loads(data.decode("utf-8")))
     except (ValueError, ConfigurationError) as exc:

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING
 from loguru import logger
 from pydantic import ValidationError
 
+from llm_energy_measure.bounded import read_regular_file
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.config.study import StudyConfig
+from llm_energy_measure.constants import MAX_STATE_BYTES
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
 from llm_energy_measure.state.storage import state_lock
 from llm_energy_measure.state.study_models import STUDY_SCHEMA_VERSION, StudyManifest
@@ -88,12 +90,15 @@ class StudyStore:
         file is unreadable."""
         path = self.manifest_path(study_id)
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, MAX_STATE_BYTES)
         except FileNotFoundError:
             raise ConfigurationError(
                 f"no study {study_id!r} under {self.studies_dir}; check the id and "
                 "--results-dir (list studies with `llm-energy-measure study status`)"
             ) from None
+        except OSError as exc:
+            raise ResultsError(f"study manifest {path} cannot be read ({exc.strerror})") \
+                from None
         try:
             manifest = StudyManifest.model_validate(json.loads(data.decode("utf-8")))
         except (ValueError, ValidationError) as exc:
@@ -150,9 +155,11 @@ class StudyStore:
     def load_study_config(self, study_id: str) -> StudyConfig:
         path = self.study_dir(study_id) / "study.json"
         try:
-            return StudyConfig.model_validate_json(path.read_bytes())
+            return StudyConfig.model_validate_json(read_regular_file(path, MAX_STATE_BYTES))
         except FileNotFoundError:
             raise ResultsError(f"{path} is missing; the study cannot be resumed") from None
+        except OSError as exc:
+            raise ResultsError(f"{path} cannot be read ({exc.strerror})") from None
         except ValidationError as exc:
             raise ResultsError(f"{path} is unreadable ({str(exc).splitlines()[0]})") from exc
 

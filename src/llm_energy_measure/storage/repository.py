@@ -13,13 +13,19 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from loguru import logger
 from pydantic import ValidationError
 
-from llm_energy_measure.constants import SUPPORTED_SCHEMA_VERSIONS
+from llm_energy_measure.bounded import read_regular_file
+from llm_energy_measure.constants import (
+    MAX_RESULT_BYTES,
+    RESULTS_DIR_ENV,
+    SUPPORTED_SCHEMA_VERSIONS,
+)
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
 from llm_energy_measure.exceptions import ConfigurationError, ResultsError
 from llm_energy_measure.security import ensure_safe_path, is_safe_path, sanitize_experiment_id
@@ -40,6 +46,44 @@ from llm_energy_measure.storage.summaries import (
 )
 
 _SUPPORTED = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+
+
+def ensure_results_dir(base: Path, *, create: bool = True) -> Path:
+    """``base`` as a folder this process can write into, created when absent (``create``);
+    else ConfigurationError naming it: a file in its place, a file among its parents, or a
+    folder that refuses a new file (read-only, no permission). Checked by writing and
+    removing a probe file, which also holds for root and for read-only mounts."""
+    if base.exists() and not base.is_dir():
+        raise ConfigurationError(
+            f"results folder {base} is a file, not a folder; pass --results-dir with a folder"
+        )
+    if not base.exists() and not create:
+        raise ConfigurationError(
+            f"results folder {base} does not exist; check --results-dir (or "
+            f"${RESULTS_DIR_ENV})"
+        )
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"results folder {base} cannot be written ({exc.strerror}); pass --results-dir "
+            "with a writable folder"
+        ) from None
+    return base
+
+
+def existing_results_dir(base: Path) -> Path:
+    """``base`` when it is an existing folder (the commands that only read results); else
+    ConfigurationError naming it, so that a mistyped --results-dir is not 'no results'."""
+    if not base.is_dir():
+        what = "is not a folder" if base.exists() else "does not exist"
+        raise ConfigurationError(
+            f"results folder {base} {what}; check --results-dir (or ${RESULTS_DIR_ENV})"
+        )
+    return base
 
 
 def _is_valid_id(name: str) -> bool:
@@ -78,6 +122,25 @@ def _check_schema_version(data: bytes, path: Path) -> None:
             f"{path}: unknown schema_version {version!r} (this llm-energy-measure reads "
             f"{_SUPPORTED}); upgrade llm-energy-measure to read it"
         )
+
+
+def _checked_json(result: RawProcessResult | AggregatedResult, path: Path) -> str:
+    """The JSON to store for ``result``, read back through the same model first.
+
+    A figure that got past construction (``model_copy(update=...)`` does not validate) and
+    that the model refuses (NaN or infinity, which JSON would store as ``null``, a negative
+    or absurd count) is refused here, naming the file and the field, so that nothing is
+    written that cannot be read again.
+    """
+    text = result.model_dump_json(indent=2)
+    try:
+        type(result).model_validate(result.model_dump())  # names NaN as "finite number"
+        type(result).model_validate_json(text)
+    except ValidationError as exc:
+        raise ResultsError(
+            f"{path}: refusing to write an invalid result ({_describe_validation_error(exc)})"
+        ) from None
+    return text
 
 
 def _parse_raw(data: bytes, path: Path) -> RawProcessResult:
@@ -149,8 +212,9 @@ class FileSystemRepository:
     def save_raw(self, result: RawProcessResult) -> Path:
         """Store one process's result, then its completion marker; returns the json path."""
         path = self.raw_path(result.experiment_id, result.process_index)
+        text = _checked_json(result, path)
         self._make_dir(path.parent)
-        atomic_write_text(path, result.model_dump_json(indent=2), durable=self._durable)
+        atomic_write_text(path, text, durable=self._durable)
         marker = self.layout.completion_marker(result.experiment_id, result.process_index)
         atomic_write_text(
             marker,
@@ -163,7 +227,7 @@ class FileSystemRepository:
         """One process's result; None when absent, ResultsError naming the file when unreadable."""
         path = self.raw_path(experiment_id, process_index)
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, MAX_RESULT_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -209,7 +273,7 @@ class FileSystemRepository:
             try:
                 if is_link and not is_safe_path(self.base_dir, path):
                     raise ResultsError(f"{path}: resolves outside {self.base_dir}")
-                data = path.read_bytes()
+                data = read_regular_file(path, MAX_RESULT_BYTES)
                 result = _parse_raw(data, path)
                 self._check_raw_identity(result, experiment_id, rank, path)
             except ResultsError as exc:
@@ -248,8 +312,9 @@ class FileSystemRepository:
     def save_aggregated(self, result: AggregatedResult) -> Path:
         """Store the aggregated result (replacing an older one); returns its path."""
         path = self._aggregated_path(result.experiment_id)
+        text = _checked_json(result, path)
         self._make_dir(path.parent)
-        stat = atomic_write_text(path, result.model_dump_json(indent=2), durable=self._durable)
+        stat = atomic_write_text(path, text, durable=self._durable)
         self._cache.record(_agg_key(result.experiment_id), file_signature(stat),
                            summarize_aggregated(result))
         return path
@@ -260,9 +325,10 @@ class FileSystemRepository:
 
     @staticmethod
     def _read_aggregated(experiment_id: str, path: Path) -> AggregatedResult | None:
-        """Read an aggregated file whose path was already checked."""
+        """Read an aggregated file whose path was already checked (a regular file only: a
+        FIFO or device in its place is refused, never waited on)."""
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, MAX_RESULT_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -278,6 +344,31 @@ class FileSystemRepository:
     def has_aggregated(self, experiment_id: str) -> bool:
         """True when the aggregated result file exists."""
         return self._aggregated_path(experiment_id).is_file()
+
+    def stored_paths(self, experiment_id: str) -> list[Path]:
+        """Every file or folder stored for the experiment: its raw folder when it holds
+        anything, and whatever sits at its aggregated path (of any kind)."""
+        raw = self._raw_experiment_dir(experiment_id)
+        aggregated = self._aggregated_path(experiment_id)
+        found = []
+        try:
+            if raw.is_symlink() or (raw.is_dir() and any(os.scandir(raw))):
+                found.append(raw)
+        except OSError:
+            found.append(raw)  # there, though unreadable: still taken
+        if aggregated.is_symlink() or aggregated.exists():
+            found.append(aggregated)
+        return found
+
+    def ensure_unused_id(self, experiment_id: str) -> None:
+        """ConfigurationError when any raw or aggregated file exists for ``experiment_id``:
+        the id is taken, and a new experiment under it would overwrite finished results."""
+        found = self.stored_paths(experiment_id)
+        if found:
+            raise ConfigurationError(
+                f"experiment id {experiment_id!r} is taken: results exist at {found[0]}; "
+                "choose another id (stored results are never overwritten)"
+            )
 
     # --- listing and deletion -------------------------------------------------------------
 

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from llm_energy_measure.bounded import read_regular_file
+from llm_energy_measure.constants import MAX_STATE_BYTES
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
+from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.storage.atomic import atomic_write_text
 
 #: Version of the index layout; an index of another version is rebuilt.
@@ -87,6 +92,8 @@ def summary_from_row(row: Any) -> ExperimentSummary:
         # bool is an int subclass: refuse it where a count is expected.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ValueError("malformed summary row")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("malformed summary row")
     return ExperimentSummary(*row)
 
 
@@ -144,7 +151,7 @@ class SummaryCache:
         """(entries, journal_had_lines): the index with the journal applied in order."""
         entries: dict[str, tuple[Signature, ExperimentSummary]] = {}
         try:
-            data = json.loads(self.index_path.read_bytes())
+            data = _loads(read_regular_file(self.index_path, MAX_STATE_BYTES))
         except (OSError, ValueError):
             data = None
         if isinstance(data, dict) and data.get("format") == INDEX_FORMAT:
@@ -152,13 +159,13 @@ class SummaryCache:
             if isinstance(items, list):
                 _apply(entries, items)
         try:
-            journal = self.journal_path.read_bytes().splitlines()
+            journal = read_regular_file(self.journal_path, MAX_STATE_BYTES).splitlines()
         except OSError:
             journal = []
         lines: list[Any] = []
         for line in journal:
             try:
-                lines.append(json.loads(line))
+                lines.append(_loads(line))
             except ValueError:
                 continue  # a torn or hand-edited line: the file is parsed again instead
         _apply(entries, lines)
@@ -167,11 +174,13 @@ class SummaryCache:
     def record(self, key: str, signature: Signature, summary: ExperimentSummary) -> None:
         """Append one entry to the journal (best effort: the cache is only an accelerator)."""
         line = json.dumps([key, list(signature), summary_to_row(summary)]) + "\n"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK  # a FIFO never blocks
         with contextlib.suppress(OSError):
             # One write of a short line in append mode: concurrent writers do not interleave.
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            fd = os.open(self.journal_path, flags, 0o666)
             try:
-                os.write(fd, line.encode("utf-8"))
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.write(fd, line.encode("utf-8"))
             finally:
                 os.close(fd)
 
@@ -188,12 +197,21 @@ class SummaryCache:
                 for key, (sig, summary) in entries.items()
             ],
         }
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ConfigurationError):
             atomic_write_text(
                 self.index_path, json.dumps(payload, separators=(",", ":")), durable=False
             )
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.journal_path)
+
+
+def _loads(data: bytes) -> Any:
+    """JSON of a cache file or line; ValueError for anything unusable, including nesting too
+    deep for the parser (a damaged line must never crash a listing)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def _apply(entries: dict[str, tuple[Signature, ExperimentSummary]], items: Iterable[Any]) -> None:

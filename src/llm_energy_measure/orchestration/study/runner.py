@@ -41,6 +41,7 @@ from llm_energy_measure.resilience import retry
 from llm_energy_measure.state.liveness import current_hostname, pid_is_alive
 from llm_energy_measure.state.study_models import StudyManifest, StudyRun
 from llm_energy_measure.state.study_store import StudyStore
+from llm_energy_measure.storage.repository import ensure_results_dir
 
 #: Longest name part of a study id, leaving room for "-<timestamp>-<hex>-pNNN-cNNN".
 _STUDY_SLUG_MAX = 64
@@ -89,7 +90,7 @@ def create_study(
     base_data, base_source = base_config_data(study, study_path)
     plan = plan_study(study, base_data, base_source=base_source)
     first = next(iter(plan.configs.values()))
-    store = StudyStore(effective_results_dir(first, results_dir).resolve())
+    store = StudyStore(ensure_results_dir(effective_results_dir(first, results_dir)).resolve())
     study_id = make_experiment_id(study.study_name[:_STUDY_SLUG_MAX])
     for run in plan.runs:
         run.experiment_id = run_experiment_id(study_id, run.point_id, run.cycle)

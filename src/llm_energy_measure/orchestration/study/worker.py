@@ -4,7 +4,8 @@
         --experiment-id ID --results-dir DIR [--parent-pid PID]
 
 Exit codes: 0 done (also when the experiment already has an aggregated result: a worker
-run twice for one id does the work once), 75 a transient failure worth retrying, 71 the
+run twice for one id does the work once; an earlier attempt that stored raw results is
+resumed, never measured over), 75 a transient failure worth retrying, 71 the
 process that started it disappeared (checked every second: a killed ``study run`` leaves no
 orphan worker measuring), otherwise the CLI's codes (2 configuration, 1 runtime, 130
 interrupted). A failure ends with one ``error: <cause>`` line, which the study records.
@@ -43,34 +44,46 @@ def _exit_when_orphaned(parent_pid: int, interval_s: float = PARENT_CHECK_INTERV
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def already_done(results_dir: Path, experiment_id: str) -> bool:
-    """True when the experiment has an aggregated result; otherwise any state left by an
-    earlier, unfinished attempt is removed so the experiment can start again under its id."""
+def previous_attempt(results_dir: Path, experiment_id: str) -> str:
+    """What an earlier attempt of this run left: ``"done"`` (an aggregated result),
+    ``"resume"`` (its state and finished raw results: resume it, so that no stored result is
+    measured over) or ``"fresh"`` (nothing of value: any state it left is removed so that the
+    experiment can start again under its id)."""
     from loguru import logger
 
     from llm_energy_measure.results import FileSystemRepository
     from llm_energy_measure.state import StateStore
 
-    if FileSystemRepository(results_dir).has_aggregated(experiment_id):  # written atomically
-        return True
+    repo = FileSystemRepository(results_dir)
+    if repo.has_aggregated(experiment_id):  # written atomically
+        return "done"
     states = StateStore(results_dir)
     previous = states.load(experiment_id)
+    if previous is not None and repo.completed_ranks(experiment_id):
+        logger.info("experiment {} was left {} by an earlier attempt with finished results; "
+                    "resuming it", experiment_id, previous.status)
+        return "resume"
     if previous is not None:
         logger.info("experiment {} was left {} by an earlier attempt; starting it again",
                     experiment_id, previous.status)
         states.delete(experiment_id)
-    return False
+    return "fresh"
 
 
 def run(config_path: Path, experiment_id: str, results_dir: Path) -> None:
     """Run the experiment of ``config_path`` (a resolved config JSON) unless already done."""
     from llm_energy_measure.config import validate_config
     from llm_energy_measure.orchestration import run_experiment
+    from llm_energy_measure.orchestration.experiment import resume_experiment
 
     config = validate_config(json.loads(config_path.read_text(encoding="utf-8")),
                              source=str(config_path))
-    if already_done(results_dir, experiment_id):
+    previous = previous_attempt(results_dir, experiment_id)
+    if previous == "done":
         print(f"experiment {experiment_id} already has an aggregated result; nothing to do")
+        return
+    if previous == "resume":
+        resume_experiment(experiment_id, results_dir=results_dir)
         return
     run_experiment(config, experiment_id=experiment_id, results_dir=results_dir,
                    config_path=config_path)

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from llm_energy_measure.domain import AggregatedResult, RawProcessResult
 from llm_energy_measure.exceptions import ConfigurationError, MissingExtraError
-from llm_energy_measure.storage.atomic import atomic_write_bytes, atomic_write_text
+from llm_energy_measure.storage.atomic import atomic_write_bytes, atomic_write_text, write_target
 
 Scalar = str | int | float | bool | None
 ExportableResult = AggregatedResult | RawProcessResult
@@ -152,8 +152,9 @@ def flatten_results(
 
 
 def check_output_path(path: Path) -> Path:
-    """``path`` as a Path when its folder exists and it is not a folder (else
-    ConfigurationError naming it)."""
+    """``path`` as a Path when its folder exists and it is absent or a regular file (a
+    symlink is followed to the file it names); else ConfigurationError naming it. Checked
+    before anything is computed; the atomic write checks again."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigurationError(
@@ -162,6 +163,7 @@ def check_output_path(path: Path) -> Path:
         )
     if path.is_dir():
         raise ConfigurationError(f"output {str(path)!r} is a folder; give a file name")
+    write_target(path)
     return path
 
 
