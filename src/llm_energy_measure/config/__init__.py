@@ -21,6 +21,7 @@ from llm_energy_measure.config.models import (
     QuantizationConfig,
     ShardingConfig,
     TrafficConfig,
+    VllmConfig,
     WarmupConfig,
 )
 from llm_energy_measure.config.overrides import apply_overrides, parse_overrides
@@ -41,6 +42,7 @@ __all__ = [
     "QuantizationConfig",
     "ShardingConfig",
     "TrafficConfig",
+    "VllmConfig",
     "WarmupConfig",
     "apply_overrides",
     "canonical_config",
