@@ -4,7 +4,7 @@ the real library is tested in tests/vllm (its own environment)."""
 
 from __future__ import annotations
 
-import importlib.util
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,6 +18,7 @@ from llm_energy_measure.core.engines.vllm import (
     request_record,
     sampling_kwargs,
     submission_waves,
+    vllm_installed,
 )
 from llm_energy_measure.core.model_source import ModelSource
 from llm_energy_measure.core.types import Prompt
@@ -174,7 +175,7 @@ def test_request_record_without_metrics_leaves_ttft_and_itl_null() -> None:
     assert (record.ttft_s, record.itl_s, record.e2e_s) == (1.0, None, 1.0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+@pytest.mark.skipif(vllm_installed(), reason="vllm is installed")
 def test_missing_vllm_names_the_install_command() -> None:
     engine = create_engine("vllm")
     with pytest.raises(MissingExtraError) as info:
@@ -182,3 +183,15 @@ def test_missing_vllm_names_the_install_command() -> None:
     assert str(info.value) == (
         "engine 'vllm' needs the 'vllm' package: pip install \"llm-energy-measure[vllm]\"")
     assert engine.version() is None
+
+
+@pytest.mark.skipif(vllm_installed(), reason="vllm is installed")
+def test_a_folder_named_vllm_on_the_path_is_not_vllm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tests/vllm itself is such a folder: Python would import it as a namespace package.
+    (tmp_path / "vllm").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not vllm_installed()
+    with pytest.raises(MissingExtraError):
+        VllmEngine().load(ExperimentConfig.model_validate({"engine": "vllm"}))

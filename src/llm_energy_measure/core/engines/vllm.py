@@ -95,9 +95,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def vllm_installed() -> bool:
+    """True when a real ``vllm`` package is importable (a folder named ``vllm`` on the path,
+    which Python would import as an empty namespace package, does not count)."""
+    spec = importlib.util.find_spec("vllm")
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
 def import_vllm() -> Any:
     """The ``vllm`` module (configured to log to stderr, warnings only, unless set)."""
-    if importlib.util.find_spec("vllm") is None:
+    if not vllm_installed():
         raise MissingExtraError("vllm", "vllm", "engine 'vllm'")
     for key, value in _LOG_DEFAULTS.items():
         os.environ.setdefault(key, value)
