@@ -195,3 +195,21 @@ def test_a_folder_named_vllm_on_the_path_is_not_vllm(
     assert not vllm_installed()
     with pytest.raises(MissingExtraError):
         VllmEngine().load(ExperimentConfig.model_validate({"engine": "vllm"}))
+
+
+def test_engines_study_example_sweeps_both_engines_over_one_workload() -> None:
+    from llm_energy_measure.config.study import load_study_config
+    from llm_energy_measure.orchestration.study.expansion import base_config_data, plan_study
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "examples" / "study-engines.yaml"
+    study = load_study_config(path)
+    data, source = base_config_data(study, path)
+    plan = plan_study(study, data, base_source=source)
+    assert [p.label for p in plan.points] == ["engine=transformers", "engine=vllm"]
+    assert all(p.valid for p in plan.points) and len(plan.runs) == 4
+    tf, vl = plan.configs["p000"], plan.configs["p001"]
+    assert (tf.engine, vl.engine) == ("transformers", "vllm")
+    assert tf.model_dump(exclude={"engine"}) == vl.model_dump(exclude={"engine"})
+    assert (vl.model.name, vl.prompts.num_prompts, vl.decoder.max_new_tokens) == (
+        "builtin:tiny-llama", 16, 16)
+    assert vl.decoder.fixed_length and vl.vllm.kv_cache_space_gib == 1
