@@ -213,3 +213,22 @@ def test_engines_study_example_sweeps_both_engines_over_one_workload() -> None:
     assert (vl.model.name, vl.prompts.num_prompts, vl.decoder.max_new_tokens) == (
         "builtin:tiny-llama", 16, 16)
     assert vl.decoder.fixed_length and vl.vllm.kv_cache_space_gib == 1
+
+
+def test_gpu_check_engines_runs_one_workload_through_both_engines() -> None:
+    import argparse
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check_engines.py"
+    spec = importlib.util.spec_from_file_location("gpu_check_engines", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = argparse.Namespace(model="m", precision="bfloat16", device="cuda", prompts=128,
+                              batch_size=32, new_tokens=128, gpu_memory_utilization=0.5)
+    tf, vl = (ExperimentConfig.model_validate(module.experiment_config(args, e))
+              for e in ("transformers", "vllm"))
+    assert tf.model_dump(exclude={"engine", "config_name"}) == vl.model_dump(
+        exclude={"engine", "config_name"})
+    assert vl.energy.backend == "nvml" and vl.decoder.fixed_length
+    assert (vl.vllm.gpu_memory_utilization, vl.vllm.enforce_eager) == (0.5, False)
