@@ -6,7 +6,9 @@
 # accelerate); the wheels of --wheels (scripts/gpu_wheels.sh makes them) are unpacked without
 # dependencies into a temporary folder on PYTHONPATH, and the code comes from src/.
 # Runs scripts/gpu_check.py (energy methods, MFU, MBU), scripts/gpu_check_sharded.py (one
-# process through accelerate launch, device_map loads) and the GPU-marked tests.
+# process through accelerate launch, device_map loads), when vLLM is importable
+# scripts/gpu_check_engines.py (engine vllm beside engine transformers on one workload:
+# tokens/s, J/token, TTFT p50), and the GPU-marked tests.
 # Changes no device setting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,12 @@ echo "== energy methods on one window (scripts/gpu_check.py)"
 "$PY" scripts/gpu_check.py "$@" || status=1
 echo "== accelerate path, one process, device_map loads (scripts/gpu_check_sharded.py)"
 "$PY" scripts/gpu_check_sharded.py "$@" || status=1
+if "$PY" -c "import vllm" >/dev/null 2>&1; then
+    echo "== engines: transformers and vllm on one workload (scripts/gpu_check_engines.py)"
+    "$PY" scripts/gpu_check_engines.py || status=1
+else
+    echo "== engines: vllm is not importable here (pip install \"llm-energy-measure[vllm]\"): skipped"
+fi
 echo "== GPU-marked tests"
 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests || status=1
 exit "$status"

@@ -22,6 +22,7 @@ from llm_energy_measure.config.models import (
     QuantizationConfig,
     ShardingConfig,
     TrafficConfig,
+    VllmConfig,
     WarmupConfig,
 )
 from llm_energy_measure.config.overrides import apply_overrides, parse_overrides
@@ -42,6 +43,7 @@ __all__ = [
     "QuantizationConfig",
     "ShardingConfig",
     "TrafficConfig",
+    "VllmConfig",
     "WarmupConfig",
     "apply_overrides",
     "canonical_config",

@@ -21,9 +21,19 @@ HASH_EXCLUDED_FIELDS: dict[str, Any] = {
 HASH_LENGTH = 16
 
 
+#: Engine-specific config sections, each read only by its engine: left out of the hash of an
+#: experiment run by another engine (they change nothing it measures).
+ENGINE_SECTIONS: dict[str, str] = {"vllm": "vllm"}
+
+
 def canonical_config(config: ExperimentConfig) -> dict[str, Any]:
-    """The effective config as JSON-ready data, without the fields in HASH_EXCLUDED_FIELDS."""
-    return config.model_dump(mode="json", exclude=HASH_EXCLUDED_FIELDS)
+    """The effective config as JSON-ready data, without the fields in HASH_EXCLUDED_FIELDS
+    and without the sections of engines other than ``config.engine``."""
+    data = config.model_dump(mode="json", exclude=HASH_EXCLUDED_FIELDS)
+    for section, engine in ENGINE_SECTIONS.items():
+        if config.engine != engine:
+            data.pop(section, None)
+    return data
 
 
 def config_hash(config: ExperimentConfig) -> str:

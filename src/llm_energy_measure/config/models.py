@@ -69,7 +69,7 @@ def check_plain_text(data: object) -> None:
 
 Precision = Literal["float32", "float16", "bfloat16"]
 #: The inference engines (``core.engines.ENGINES`` maps each to its implementation).
-EngineName = Literal["transformers"]
+EngineName = Literal["transformers", "vllm"]
 
 
 class ModelConfig(_Strict):
@@ -284,6 +284,84 @@ class LaunchConfig(_Strict):
     process_timeout_s: float = Field(3600, gt=0)
 
 
+#: Quantization methods of vLLM 0.32 (``vllm.model_executor.layers.quantization``).
+VllmQuantization = Literal[
+    "awq", "auto_awq", "fp8", "fbgemm_fp8", "fp_quant", "modelopt", "modelopt_fp4",
+    "modelopt_mxfp8", "modelopt_mixed", "auto_gptq", "gptq", "gptq_marlin", "awq_marlin",
+    "humming", "compressed-tensors", "experts_int8", "quark", "moe_wna16", "torchao", "inc",
+    "mxfp4", "gpt_oss_mxfp4", "deepseek_v4_fp8", "online", "fp8_per_tensor", "fp8_per_block",
+    "fp8_per_channel", "int8_per_channel_weight_only", "nvfp4_per_token", "mxfp8",
+]
+
+
+class VllmConfig(_Strict):
+    """Settings of engine ``vllm`` (read only when ``engine: vllm``), passed to ``vllm.LLM``.
+
+    None leaves vLLM's own default (recorded in the result's engine details where vLLM
+    exposes the resolved value). The dtype comes from ``model.precision``, the seed from
+    ``seed``.
+    """
+
+    max_model_len: int | None = Field(None, ge=1, description="context length vLLM "
+                                      "allocates for (default: the model's)")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="fraction of "
+                                                 "GPU memory vLLM may take (weights + KV cache)")
+    max_num_seqs: int | None = Field(None, ge=1, description="most sequences scheduled at once")
+    max_num_batched_tokens: int | None = Field(None, ge=1, description="most tokens per "
+                                               "scheduler step")
+    enable_prefix_caching: bool | None = None
+    quantization: VllmQuantization | None = Field(None, description="vLLM quantization method "
+                                                  "of the checkpoint")
+    tensor_parallel_size: int = Field(1, ge=1, le=1024)
+    pipeline_parallel_size: int = Field(1, ge=1, le=1024)
+    enforce_eager: bool = Field(False, description="no torch.compile / CUDA graphs")
+    kv_cache_space_gib: int | None = Field(None, ge=1, le=65_536, description="KV-cache size "
+                                           "(GiB); on CPU also VLLM_CPU_KVCACHE_SPACE")
+    multiprocessing: bool | None = Field(None, description="engine core in its own process "
+                                         "(vLLM's default); default: off on CPU, on on GPU")
+    submission: Literal["all", "waves"] = Field("all", description="all prompts in one "
+                                                "generate call, or in waves of wave_size")
+    wave_size: int | None = Field(None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _waves(self) -> VllmConfig:
+        if self.submission == "waves" and self.wave_size is None:
+            raise ValueError("vllm.wave_size is required when vllm.submission is 'waves'")
+        if self.submission == "all" and self.wave_size is not None:
+            raise ValueError("vllm.wave_size is only read when vllm.submission is 'waves'")
+        return self
+
+
+def _vllm_conflicts(config: ExperimentConfig) -> str | None:
+    """Why settings of the transformers engine cannot apply with ``engine: vllm`` (or None)."""
+    launch = config.launch
+    if launch.num_processes > 1 or launch.num_machines > 1:
+        return ("launch.num_processes > 1 (or num_machines > 1) is not supported with engine "
+                "'vllm': vLLM manages its own workers; use vllm.tensor_parallel_size (or "
+                "vllm.pipeline_parallel_size) to use several GPUs")
+    if config.sharding.strategy != "none":
+        return (f"sharding.strategy '{config.sharding.strategy}' applies to engine "
+                "'transformers'; with engine 'vllm' use vllm.tensor_parallel_size")
+    if config.quantization.enabled:
+        return ("quantization (bitsandbytes) applies to engine 'transformers'; with engine "
+                "'vllm' use vllm.quantization")
+    if config.model.gguf_file or config.model.name.lower().endswith(".gguf") or \
+            config.model.name.startswith("gguf:"):
+        return "GGUF models are not supported with engine 'vllm'; use engine 'transformers'"
+    if config.model.attn_implementation != "sdpa":
+        return ("model.attn_implementation applies to engine 'transformers'; vLLM chooses its "
+                "own attention backend (recorded in the result)")
+    if config.inference.torch_compile:
+        return ("inference.torch_compile applies to engine 'transformers'; vLLM compiles "
+                "unless vllm.enforce_eager is true")
+    if config.inference.cache_implementation != "dynamic":
+        return ("inference.cache_implementation applies to engine 'transformers'; vLLM "
+                "manages its own paged KV cache (vllm.kv_cache_space_gib)")
+    if config.traffic.enabled:
+        return "traffic simulation is not supported with engine 'vllm'; set traffic.enabled: false"
+    return None
+
+
 class ExperimentConfig(_Strict):
     """One experiment: what to run and how to measure it."""
 
@@ -301,6 +379,7 @@ class ExperimentConfig(_Strict):
     warmup: WarmupConfig = WarmupConfig()
     sharding: ShardingConfig = ShardingConfig()
     launch: LaunchConfig = LaunchConfig()
+    vllm: VllmConfig = VllmConfig()
     cycles: int = Field(1, ge=1, le=1000)
     seed: int = Field(DEFAULT_SEED, ge=0)
     results_dir: Path | None = Field(None, description="overrides the default results directory")
@@ -332,4 +411,8 @@ class ExperimentConfig(_Strict):
                 f"launch.gpus lists {len(self.launch.gpus)} GPU(s) but launch.num_processes is "
                 f"{self.launch.num_processes}"
             )
+        if self.engine == "vllm":
+            conflict = _vllm_conflicts(self)
+            if conflict is not None:
+                raise ValueError(conflict)
         return self

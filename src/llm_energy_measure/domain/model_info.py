@@ -10,9 +10,10 @@ from llm_energy_measure.domain.base import Count, FrozenModel
 
 
 class QuantizationSpec(FrozenModel):
-    """How the weights are quantized (``none`` for full/half precision)."""
+    """How the weights are quantized (``none`` for full/half precision); ``vllm``: one of
+    vLLM's quantization methods, named in ``details["method"]``."""
 
-    method: Literal["none", "bitsandbytes", "gguf"] = "none"
+    method: Literal["none", "bitsandbytes", "gguf", "vllm"] = "none"
     bits: int | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 

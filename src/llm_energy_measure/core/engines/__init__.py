@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 #: Engine name -> "module:class".
 ENGINES: dict[str, str] = {
     "transformers": "llm_energy_measure.core.engines.transformers:TransformersEngine",
+    "vllm": "llm_energy_measure.core.engines.vllm:VllmEngine",
 }
 
 
