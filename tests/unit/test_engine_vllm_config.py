@@ -146,7 +146,8 @@ def _output(ids: list[int], n_out: int, metrics: object) -> SimpleNamespace:
 
 def test_request_record_from_engine_timestamps() -> None:
     # Window opened at 100.0, generate called at 100.5; first token at 100.75, last (5th)
-    # at 101.75: TTFT 0.25, ITL (101.75 - 100.75) / 4 = 0.25, e2e 1.25.
+    # at 101.75, generate returned at 102.0: TTFT 0.25, TPOT (101.75 - 100.75) / 4 = 0.25,
+    # completion 1.25, e2e (what the caller sees: the call's return) 1.5.
     metrics = SimpleNamespace(first_token_ts=100.75, last_token_ts=101.75)
     record, timed = request_record(
         Prompt(3, "x"), _output([1, 2, 3], 5, metrics), submitted=100.5, returned=102.0,
@@ -156,23 +157,26 @@ def test_request_record_from_engine_timestamps() -> None:
         3, 1, 3, 5)
     assert record.submitted_s == pytest.approx(0.5)
     assert record.ttft_s == pytest.approx(0.25)
-    assert record.itl_s == pytest.approx(0.25)
-    assert record.e2e_s == pytest.approx(1.25)
+    assert record.tpot_s == pytest.approx(0.25)
+    assert record.completion_s == pytest.approx(1.25)
+    assert record.e2e_s == pytest.approx(1.5)
+    assert record.token_gaps_s == ()  # vLLM's offline metrics have no per-token times
     assert record.output_text is None
 
 
-def test_request_record_without_metrics_leaves_ttft_and_itl_null() -> None:
+def test_request_record_without_metrics_leaves_ttft_and_tpot_null() -> None:
     record, timed = request_record(
         Prompt(0, "x"), _output([1], 4, None), submitted=10.0, returned=12.5, t0=10.0,
         cycle=0, save_text=True)
     assert not timed
-    assert record.ttft_s is None and record.itl_s is None
+    assert record.ttft_s is None and record.tpot_s is None and record.completion_s is None
     assert record.e2e_s == pytest.approx(2.5)  # the generate call's duration
     assert record.output_text == "t"
     one_token = SimpleNamespace(first_token_ts=11.0, last_token_ts=11.0)
     record, _ = request_record(Prompt(0, "x"), _output([1], 1, one_token), submitted=10.0,
                                returned=12.0, t0=10.0, cycle=0, save_text=False)
-    assert (record.ttft_s, record.itl_s, record.e2e_s) == (1.0, None, 1.0)
+    assert (record.ttft_s, record.tpot_s, record.completion_s, record.e2e_s) == (
+        1.0, None, 1.0, 2.0)
 
 
 @pytest.mark.skipif(vllm_installed(), reason="vllm is installed")

@@ -135,11 +135,11 @@ def test_every_request_lies_inside_the_window_with_ttft_before_e2e(vllm_run) -> 
     window_s = raw.timestamps.duration_s
     assert window_s > 0
     for r in raw.requests:
-        assert r.ttft_s is not None and r.itl_s is not None
-        assert r.submitted_s >= 0 and 0 < r.ttft_s <= r.e2e_s
+        assert r.ttft_s is not None and r.tpot_s is not None and r.completion_s is not None
+        assert r.submitted_s >= 0 and 0 < r.ttft_s <= r.completion_s <= r.e2e_s
         assert r.submitted_s + r.e2e_s <= window_s
-        # ITL is the mean gap of the 15 later tokens: it spans e2e - TTFT exactly.
-        assert r.itl_s * (MAX_NEW - 1) == pytest.approx(r.e2e_s - r.ttft_s)
+        # TPOT is the mean gap of the 15 later tokens: it spans completion - TTFT exactly.
+        assert r.tpot_s * (MAX_NEW - 1) == pytest.approx(r.completion_s - r.ttft_s)
     # All prompts go to one generate call: one submission time.
     assert {r.submitted_s for r in raw.requests} == {raw.requests[0].submitted_s}
 
@@ -154,7 +154,9 @@ def test_percentiles_energy_and_flops_are_consistent(vllm_run, shared: Shared) -
     ttft = agg.inference.ttft
     assert ttft is not None and ttft.count == NUM_PROMPTS
     assert ttft.min_s <= ttft.p50_s <= ttft.p90_s <= ttft.p99_s <= ttft.max_s
-    assert agg.inference.itl is not None and agg.inference.e2e is not None
+    assert agg.inference.tpot is not None and agg.inference.e2e is not None
+    # Offline vLLM exposes first and last token times only: no per-token gaps.
+    assert agg.inference.itl is None and "itl" in agg.engine.unreported
 
     energy = agg.energy
     assert energy is not None and energy.total_energy_j > 0
@@ -162,7 +164,8 @@ def test_percentiles_energy_and_flops_are_consistent(vllm_run, shared: Shared) -
     assert energy.static_energy_j is not None and energy.dynamic_energy_j is not None
     clamped = any(d.dynamic_clamped for d in energy.devices)
     if clamped:  # drew less than the idle baseline (an estimate can): flagged, dynamic 0
-        assert "negative_dynamic_energy" in {w.code for w in agg.warnings}
+        # a shortfall over 1% of baseline x window warns, a smaller one is an info note
+        assert {"negative_dynamic_energy", "dynamic_energy_zero"} & {w.code for w in agg.warnings}
     else:
         assert energy.static_energy_j + energy.dynamic_energy_j == pytest.approx(
             energy.total_energy_j)
@@ -195,7 +198,7 @@ def test_result_records_the_vllm_engine(vllm_run) -> None:  # type: ignore[no-un
         size = int(engine.details["kv_cache_block_size"])
         assert int(engine.details["kv_cache_tokens"]) == blocks * size
         assert engine.details["max_model_len"] == "256"
-        assert set(engine.unreported) == {"memory.gpu_peak_allocated_bytes",
+        assert set(engine.unreported) == {"itl", "memory.gpu_peak_allocated_bytes",
                                           "memory.gpu_peak_reserved_bytes"}
     assert agg.memory.gpu_peak_allocated_bytes is None
     assert agg.memory.cpu_peak_rss_bytes is not None

@@ -28,14 +28,17 @@ if TYPE_CHECKING:
 class EngineCapabilities:
     """What an engine's results contain.
 
-    ``token_timestamps``: TTFT and ITL from the time of every generated token (or decoding
-    step). ``flops_by_architecture``: the analytic FLOPs model applies (the architecture is
+    ``token_timestamps``: TTFT and TPOT from the times of the generated tokens (or decoding
+    steps). ``token_gaps``: every gap between consecutive tokens is known (ITL per token
+    gap); an engine that exposes only the first and last token times has TPOT but not the
+    gaps. ``flops_by_architecture``: the analytic FLOPs model applies (the architecture is
     known and the sequences are the real ones). ``torch_memory_peaks``: the model runs in
     this process under torch's caching allocator, so GPU peak allocated/reserved memory over
     the window is read from it.
     """
 
     token_timestamps: bool = True
+    token_gaps: bool = True
     flops_by_architecture: bool = True
     torch_memory_peaks: bool = True
 
@@ -43,7 +46,11 @@ class EngineCapabilities:
         """Figures left null because of a missing capability, with the reason."""
         notes: dict[str, str] = {}
         if not self.token_timestamps:
-            notes["ttft"] = notes["itl"] = "the engine does not expose per-token times"
+            notes["ttft"] = notes["tpot"] = notes["itl"] = (
+                "the engine does not expose per-token times")
+        elif not self.token_gaps:
+            notes["itl"] = ("the engine exposes only each request's first and last token "
+                            "times: ITL per token gap is not reported (TPOT per request is)")
         if not self.flops_by_architecture:
             notes["compute"] = "the engine's workload has no analytic FLOPs model"
         if not self.torch_memory_peaks:

@@ -335,17 +335,20 @@ def request_record(
     first = _engine_ts(getattr(metrics, "first_token_ts", None))
     last = _engine_ts(getattr(metrics, "last_token_ts", None))
     timed = first is not None and last is not None and n_out > 0
+    # e2e is what the caller sees: offline generate returns every request of a call
+    # together; the request's own last token is its completion.
+    e2e = returned - submitted
     if timed:
         assert first is not None and last is not None
         ttft: float | None = first - submitted
-        itl = (last - first) / (n_out - 1) if n_out >= 2 else None
-        e2e = last - submitted
+        tpot = (last - first) / (n_out - 1) if n_out >= 2 else None
+        done: float | None = last - submitted
     else:
-        ttft, itl, e2e = None, None, returned - submitted
+        ttft, tpot, done = None, None, None
     record = RequestRecord(
         request_id=prompt.request_id, cycle=cycle,
         input_tokens=len(output.prompt_token_ids), output_tokens=n_out,
-        submitted_s=submitted - t0, ttft_s=ttft, itl_s=itl, e2e_s=e2e,
+        submitted_s=submitted - t0, ttft_s=ttft, tpot_s=tpot, completion_s=done, e2e_s=e2e,
         output_text=completion.text if save_text else None,
     )
     return record, timed or n_out == 0
@@ -358,7 +361,8 @@ class VllmEngine(InferenceEngine):
     #: Token times come from vLLM's per-request metrics; the model runs in vLLM's workers
     #: (their memory is what the device layer sees), not under this process's allocator.
     capabilities = EngineCapabilities(
-        token_timestamps=True, flops_by_architecture=True, torch_memory_peaks=False
+        token_timestamps=True, token_gaps=False, flops_by_architecture=True,
+        torch_memory_peaks=False,
     )
 
     def __init__(self) -> None:
@@ -525,7 +529,7 @@ class VllmEngine(InferenceEngine):
             return base
         note = _NO_METRICS.format(n=self._untimed_requests)
         return base.model_copy(update={"unreported": {**base.unreported, "ttft": note,
-                                                      "itl": note}})
+                                                      "tpot": note, "itl": note}})
 
     def release(self, loaded: LoadedModel | None) -> None:
         """Shut vLLM's engine core down (its processes too), then drop the model."""
