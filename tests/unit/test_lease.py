@@ -70,3 +70,25 @@ def test_leases_of_different_experiments_are_independent(tmp_path: Path) -> None
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_reused_pid_does_not_hold_the_experiment(tmp_path: Path) -> None:
+    from llm_energy_measure.state.heartbeat import Heartbeat, write_heartbeat
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # A heartbeat written long before this process started names its pid: that pid was
+        # reused, the rank that wrote the heartbeat is gone.
+        write_heartbeat(tmp_path, "exp-1", Heartbeat(rank=0, pid=sleeper.pid,
+                        hostname=__import__("socket").gethostname(), stage="measuring",
+                        time_s=time.time() - 3600))
+        with ExperimentLease(tmp_path, "exp-1"):
+            pass
+        write_heartbeat(tmp_path, "exp-1", Heartbeat(rank=0, pid=sleeper.pid,
+                        hostname=__import__("socket").gethostname(), stage="measuring",
+                        time_s=time.time()))
+        with pytest.raises(ConfigurationError, match=rf"rank 0, PID {sleeper.pid}"):
+            ExperimentLease(tmp_path, "exp-1").acquire()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

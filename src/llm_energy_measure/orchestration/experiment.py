@@ -89,17 +89,20 @@ def run_experiment(
     launched rank's failure raises DistributedError naming the rank and its cause.
     """
     from llm_energy_measure.config import effective_results_dir
+    from llm_energy_measure.security import make_experiment_id, sanitize_experiment_id
 
     check_launch(config, experiment_id)
     workspace = Workspace(effective_results_dir(config, results_dir).absolute())
     world = config.launch.num_processes * config.launch.num_machines
-    exp_id, config_file = start_experiment(
-        workspace, config, experiment_id=experiment_id, num_ranks=world,
-        config_path=config_path, joinable=config.launch.num_machines > 1,
-    )
-    job = RankJob(config, exp_id, workspace, config_file, world)
+    exp_id = sanitize_experiment_id(experiment_id or make_experiment_id(config.config_name))
     machine = config.launch.machine_rank if config.launch.num_machines > 1 else None
+    # The lease comes first: nothing of a live experiment is touched by a refused run.
     with ExperimentLease(workspace.root, exp_id, machine_rank=machine):
+        exp_id, config_file = start_experiment(
+            workspace, config, experiment_id=exp_id, num_ranks=world,
+            config_path=config_path, joinable=config.launch.num_machines > 1,
+        )
+        job = RankJob(config, exp_id, workspace, config_file, world)
         return _launch_and_collect(job, launcher or choose_launcher(config, collaborators),
                                    on_progress)
 

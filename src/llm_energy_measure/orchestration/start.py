@@ -44,6 +44,14 @@ def start_experiment(
         if not joinable or existing is None or existing.config_hash != digest or \
                 existing.num_processes != num_ranks:
             raise
+        repo = workspace.repository
+        if existing.status not in ("pending", "running") or existing.aggregated or \
+                repo.completed_ranks(exp_id) or repo.has_aggregated(exp_id):
+            raise ConfigurationError(
+                f"experiment {exp_id} already has results ({existing.status}); a multi-node "
+                "run joins only an experiment that has not measured yet: choose a new "
+                "--experiment-id, or `llm-energy-measure run --resume` it"
+            ) from None
     try:
         config_file = save_resolved_config(
             workspace.root, exp_id, config, machine_rank=config.launch.machine_rank)

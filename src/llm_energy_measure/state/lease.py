@@ -32,6 +32,20 @@ from llm_energy_measure.state.storage import read_state
 from llm_energy_measure.storage.atomic import atomic_write_text
 from llm_energy_measure.storage.layout import ResultsLayout
 
+#: Clock slack when comparing a process's start time with a record it wrote (s).
+_START_SLACK_S = 2.0
+
+
+def _started_after(pid: int, recorded_s: float) -> bool:
+    """True when process ``pid`` started after ``recorded_s``: it cannot have written that
+    record, so the pid was reused by an unrelated process (e.g. a restarted container)."""
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time()) > recorded_s + _START_SLACK_S
+    except Exception:  # psutil missing, or the process just ended: trust the pid
+        return False
+
 
 class ExperimentLease:
     """Held from ``acquire`` (or ``with``) to ``release``; see the module docstring."""
@@ -59,18 +73,20 @@ class ExperimentLease:
         """A process of this experiment recorded on this host that is still alive (not us)."""
         host = socket.gethostname()
         mine = {os.getpid(), os.getppid()}
-        candidates: list[tuple[int, str]] = []
+        # (pid, what, epoch seconds by which that process existed: it wrote the record)
+        candidates: list[tuple[int, str, float]] = []
         state = read_state(self.layout.state_file(self.experiment_id))
         if state is not None and state.status in ("running", "pending"):
+            recorded = state.updated_at.timestamp()
             if state.pid is not None and state.hostname == host:
-                candidates.append((state.pid, "the run"))
-            candidates += [(p.pid, f"rank {r}") for r, p in state.processes.items()
+                candidates.append((state.pid, "the run", recorded))
+            candidates += [(p.pid, f"rank {r}", recorded) for r, p in state.processes.items()
                            if p.status == "running" and p.pid is not None and p.hostname == host]
         for rank, beat in read_heartbeats(self.layout.root, self.experiment_id).items():
             if beat.hostname == host and not beat.stopped:
-                candidates.append((beat.pid, f"rank {rank}"))
-        for pid, what in candidates:
-            if pid not in mine and pid_is_alive(pid):
+                candidates.append((beat.pid, f"rank {rank}", beat.time_s))
+        for pid, what, recorded_s in candidates:
+            if pid not in mine and pid_is_alive(pid) and not _started_after(pid, recorded_s):
                 return pid, what
         return None
 

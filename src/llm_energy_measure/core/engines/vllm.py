@@ -22,12 +22,16 @@ reach. Submission (``vllm.submission``): every prompt in one call (vLLM schedule
 once, continuous batching), or in waves of ``vllm.wave_size``.
 
 Per request: input tokens = ``len(prompt_token_ids)``; output tokens = ``len(token_ids)`` of
-its completion (up to and including EOS). TTFT = ``metrics.first_token_ts`` - submission, ITL
-(mean) = (``last_token_ts`` - ``first_token_ts``) / (tokens - 1), e2e = ``last_token_ts`` -
-submission, where submission is ``time.monotonic()`` right before its ``generate`` call: vLLM's
+its completion (up to and including EOS). TTFT = ``metrics.first_token_ts`` - submission;
+TPOT = (``last_token_ts`` - ``first_token_ts``) / (tokens - 1); completion (its own last
+token) = ``last_token_ts`` - submission; e2e = when its ``generate`` call returned -
+submission (what the caller sees: offline ``generate`` returns every request of a call
+together). Submission is ``time.monotonic()`` right before its ``generate`` call: vLLM's
 engine timestamps are ``time.monotonic()`` too (CLOCK_MONOTONIC is system-wide on Linux, so
-this holds across vLLM's processes). Without engine timestamps, TTFT and ITL are null and e2e
-is the time its ``generate`` call took (what the caller waited), with a note.
+this holds across vLLM's processes). The offline metrics hold only the first and last token
+times, so ITL per token gap is not reported (``EngineInfo.unreported``). Without engine
+timestamps, TTFT, TPOT and completion are null, with a note. The prefix cache is emptied
+before every pass (warm-up and earlier cycles submit the same prompts).
 """
 
 from __future__ import annotations
@@ -452,6 +456,12 @@ class VllmEngine(InferenceEngine):
                 params.append(cache[key])
             prepared.append((wave, [{"prompt_token_ids": list(x)} for x in ids], params))
 
+        # Every pass starts with an empty prefix cache: otherwise warm-up and earlier cycles,
+        # which submit the same prompts, would leave their prefills cached and later cycles
+        # would measure less work than the FLOPs count (prefix sharing within a pass stays).
+        reset = getattr(llm, "reset_prefix_cache", None)
+        if callable(reset):
+            reset()
         finished: list[tuple[list[Prompt], list[Any], float, float]] = []
         compute_time_s = 0.0
         done = 0
@@ -594,6 +604,7 @@ def engine_details(model: VllmModel) -> dict[str, str]:
         "max_num_seqs": str(sched.max_num_seqs),
         "max_num_batched_tokens": str(sched.max_num_batched_tokens),
         "enable_prefix_caching": str(cache.enable_prefix_caching).lower(),
+        "prefix_cache": "emptied before every measured pass and warm-up call",
         "tensor_parallel_size": str(par.tensor_parallel_size),
         "pipeline_parallel_size": str(par.pipeline_parallel_size),
         "enforce_eager": str(vc.model_config.enforce_eager).lower(),

@@ -286,7 +286,16 @@ def agree_on_experiment_id(
         try:
             workspace = Workspace(base)
             exp_id = sanitize_experiment_id(given) if given else None
-            if exp_id is None or workspace.states.load(exp_id) is None:
+            existing = workspace.states.load(exp_id) if exp_id is not None else None
+            done = existing is not None and (
+                existing.status == "completed" or existing.aggregated
+                or workspace.repository.has_aggregated(existing.experiment_id))
+            if done:
+                raise ConfigurationError(
+                    f"experiment {exp_id} already completed; its results are kept: choose a "
+                    "new --experiment-id"
+                )
+            if exp_id is None or existing is None:
                 exp_id, _ = start_experiment(
                     workspace, config, experiment_id=exp_id, num_ranks=num_processes,
                     config_path=config_path,

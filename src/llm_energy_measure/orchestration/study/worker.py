@@ -64,9 +64,14 @@ def previous_attempt(results_dir: Path, experiment_id: str) -> str:
                     "resuming it", experiment_id, previous.status)
         return "resume"
     if previous is not None:
-        logger.info("experiment {} was left {} by an earlier attempt; starting it again",
-                    experiment_id, previous.status)
-        states.delete(experiment_id)
+        from llm_energy_measure.state.lease import ExperimentLease
+
+        # Only a dead attempt's state is removed: a live one holds the lease (refused here,
+        # with one line naming its PID).
+        with ExperimentLease(results_dir, experiment_id):
+            logger.info("experiment {} was left {} by an earlier attempt; starting it again",
+                        experiment_id, previous.status)
+            states.delete(experiment_id)
     return "fresh"
 
 
