@@ -67,6 +67,7 @@ def main() -> int:
         create(base)
         print(f"created {NUM_EXPERIMENTS} aggregated experiments in "
               f"{time.perf_counter() - t0:.1f} s")
+        (base / "warm-up-empty").mkdir()
         time_cli_list(base / "warm-up-empty")  # import the CLI modules outside the timing
         first_s, lines = time_cli_list(base)
         warm_s, _ = time_cli_list(base)

@@ -22,3 +22,7 @@ def main() -> None:
     from llm_energy_measure.cli import main as cli_main
 
     cli_main()
+
+
+if __name__ == "__main__":  # python -m llm_energy_measure.entrypoint
+    main()

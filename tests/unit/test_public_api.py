@@ -57,3 +57,9 @@ def test_importing_the_package_layers_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_entry_point_runs_as_a_module() -> None:
+    out = subprocess.run([sys.executable, "-m", "llm_energy_measure.entrypoint", "--version"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().endswith("0.1.0"), out.stderr[-500:]
