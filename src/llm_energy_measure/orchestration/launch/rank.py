@@ -225,8 +225,8 @@ class _Rank:
             self.beat("stopped by a signal", stopped=True)
             return EXIT_STOPPED
         except DistributedError as exc:
-            # Another rank died or hung: that rank, not this one, is the cause (recorded by the
-            # supervisor, or found stale by `find_resumable` after a direct launch).
+            # Another rank died or hung: that rank, not this one, is the cause (the supervisor
+            # records it; after a direct launch its heartbeat and state say which one).
             logger.error(f"rank {self.plan.rank}: stopping: {exc}")
             self.beat(f"stopped: {exc}", stopped=True)
             return 1
