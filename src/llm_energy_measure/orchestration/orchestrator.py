@@ -275,19 +275,29 @@ class ExperimentOrchestrator:
             raise_if_stopped()
             reading, memory = window.result()
             measured.memories.append(memory)
-            energy, cycle_warnings = self.c.energy_builder(
-                reading,
-                baseline_power_w=baseline,
-                window_s=output.window.duration_s,
-                output_tokens=output.output_tokens,
-                num_requests=len(output.requests),
-                config=config.energy,
-            )
+            energy, cycle_warnings = self._energy(config, output, reading, baseline)
             measured.cycle_warnings.extend(cycle_warnings)
             measured.outputs.append(output)
             measured.readings.append(reading)
             measured.cycles.append(cycle_metrics(cycle, output, energy, window.edges()))
         return measured
+
+    def _energy(
+        self,
+        config: ExperimentConfig,
+        output: InferenceOutput,
+        reading: EnergyReading,
+        baseline: dict[str, float] | None,
+    ) -> tuple[EnergyMetrics | None, list[MeasurementWarning]]:
+        """Energy figures of ``output`` (one cycle, or all combined) from its reading."""
+        return self.c.energy_builder(
+            reading,
+            baseline_power_w=baseline,
+            window_s=output.window.duration_s,
+            output_tokens=output.output_tokens,
+            num_requests=len(output.requests),
+            config=config.energy,
+        )
 
     def _finish(
         self,
@@ -302,14 +312,7 @@ class ExperimentOrchestrator:
     ) -> RawProcessResult:
         combined = combine_outputs(measured.outputs)
         reading = combine_readings(measured.readings)
-        energy, energy_warnings = self.c.energy_builder(
-            reading,
-            baseline_power_w=baseline,
-            window_s=combined.window.duration_s,
-            output_tokens=combined.output_tokens,
-            num_requests=len(combined.requests),
-            config=config.energy,
-        )
+        energy, energy_warnings = self._energy(config, combined, reading, baseline)
         inference = InferenceMetrics.from_requests(combined.requests, combined.compute_time_s)
         engine = self.c.engine.info(loaded, config)
         caps = self.c.engine.capabilities

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from loguru import logger
 from pydantic import ValidationError
@@ -143,27 +144,27 @@ def _checked_json(result: RawProcessResult | AggregatedResult, path: Path) -> st
     return text
 
 
-def _parse_raw(data: bytes, path: Path) -> RawProcessResult:
+_Result = TypeVar("_Result", RawProcessResult, AggregatedResult)
+
+
+def _parse(model: type[_Result], data: bytes, path: Path, what: str, hint: str) -> _Result:
     try:
-        return RawProcessResult.model_validate_json(data)
+        return model.model_validate_json(data)
     except ValidationError as exc:
         _check_schema_version(data, path)
         raise ResultsError(
-            f"{path}: not a valid raw result ({_describe_validation_error(exc)}); the file is "
-            "truncated or was edited by hand"
+            f"{path}: not a valid {what} ({_describe_validation_error(exc)}); the file is "
+            f"truncated or was edited by hand{hint}"
         ) from None
+
+
+def _parse_raw(data: bytes, path: Path) -> RawProcessResult:
+    return _parse(RawProcessResult, data, path, "raw result", "")
 
 
 def _parse_aggregated(data: bytes, path: Path) -> AggregatedResult:
-    try:
-        return AggregatedResult.model_validate_json(data)
-    except ValidationError as exc:
-        _check_schema_version(data, path)
-        raise ResultsError(
-            f"{path}: not a valid aggregated result ({_describe_validation_error(exc)}); the "
-            "file is truncated or was edited by hand; re-create it with "
-            "`llm-energy-measure aggregate --force`"
-        ) from None
+    return _parse(AggregatedResult, data, path, "aggregated result",
+                  "; re-create it with `llm-energy-measure aggregate --force`")
 
 
 class FileSystemRepository:
