@@ -93,7 +93,8 @@ MALFORMED = {
     ),
     "backend-literal": _one(
         "energy:\n  backend: nvidia\n",
-        "energy.backend: 'nvidia' is not one of auto, nvml, rapl, codecarbon, zeus, none",
+        "energy.backend: 'nvidia' is not one of auto, nvml, rapl, codecarbon, zeus, prometheus, "
+        "none",
     ),
     "preset-literal": _one(
         "decoder:\n  preset: fast\n",

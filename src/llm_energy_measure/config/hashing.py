@@ -23,16 +23,26 @@ HASH_LENGTH = 16
 
 #: Engine-specific config sections, each read only by its engine: left out of the hash of an
 #: experiment run by another engine (they change nothing it measures).
-ENGINE_SECTIONS: dict[str, str] = {"vllm": "vllm"}
+#: The ``vllm`` section also sets up a managed vLLM server of engine ``openai``.
+ENGINE_SECTIONS: dict[str, frozenset[str]] = {
+    "vllm": frozenset({"vllm", "openai"}),
+    "endpoint": frozenset({"openai"}),
+    "load": frozenset({"openai"}),
+    "server": frozenset({"openai"}),
+}
 
 
 def canonical_config(config: ExperimentConfig) -> dict[str, Any]:
     """The effective config as JSON-ready data, without the fields in HASH_EXCLUDED_FIELDS
     and without the sections of engines other than ``config.engine``."""
     data = config.model_dump(mode="json", exclude=HASH_EXCLUDED_FIELDS)
-    for section, engine in ENGINE_SECTIONS.items():
-        if config.engine != engine:
+    for section, engines in ENGINE_SECTIONS.items():
+        if config.engine not in engines:
             data.pop(section, None)
+    # An unset energy source changes nothing measured: hashes stay those of configs written
+    # before the key existed.
+    if data.get("energy", {}).get("prometheus") is None:
+        data.get("energy", {}).pop("prometheus", None)
     return data
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llm_energy_measure.config.serving import EndpointConfig, LoadConfig, ServerConfig
 from llm_energy_measure.constants import (
     DEFAULT_BASELINE_DURATION_S,
     DEFAULT_BATCH_SIZE,
@@ -69,7 +70,7 @@ def check_plain_text(data: object) -> None:
 
 Precision = Literal["float32", "float16", "bfloat16"]
 #: The inference engines (``core.engines.ENGINES`` maps each to its implementation).
-EngineName = Literal["transformers", "vllm"]
+EngineName = Literal["transformers", "vllm", "openai"]
 
 
 class ModelConfig(_Strict):
@@ -224,10 +225,27 @@ NO_ENERGY_BACKEND = "none"
 _NO_ENERGY_ALIASES = frozenset({"none", "null"})
 
 
+class PrometheusEnergyConfig(_Strict):
+    """An energy counter read from a Prometheus endpoint (e.g. a DCGM exporter's
+    ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION``, in mJ): the window's energy is the delta of the
+    sum of the matching series between the window's edges."""
+
+    url: str = Field(..., pattern=r"^https?://[^\s@]+$", description="metrics URL, e.g. "
+                     "http://gpu-host:9400/metrics")
+    metric: str = Field(..., pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    labels: dict[str, str] = Field(default_factory=dict, description="only series with these "
+                                   "label values")
+    unit: Literal["J", "mJ", "kJ", "Wh", "kWh"] = "J"
+    device_kind: Literal["gpu", "cpu", "dram", "system"] = "gpu"
+    timeout_s: float = Field(5.0, gt=0, le=300)
+
+
 class EnergyConfig(_Strict):
     """Energy measurement: backend, sampler and emissions."""
 
-    backend: Literal["auto", "nvml", "rapl", "codecarbon", "zeus", "none"] = "auto"
+    backend: Literal["auto", "nvml", "rapl", "codecarbon", "zeus", "prometheus", "none"] = "auto"
+    prometheus: PrometheusEnergyConfig | None = Field(None, description="read with backend "
+                                                      "'prometheus'")
     sample_interval_ms: float = Field(DEFAULT_SAMPLE_INTERVAL_MS, ge=10, le=60_000)
     baseline: BaselineConfig = BaselineConfig()
     country_iso_code: str | None = Field(None, min_length=3, max_length=3,
@@ -236,6 +254,16 @@ class EnergyConfig(_Strict):
     carbon_intensity_g_per_kwh: float | None = Field(None, ge=0, le=5000)
     pue: float = Field(1.0, ge=1.0, le=5.0)
     save_timeseries: bool = True
+
+    @model_validator(mode="after")
+    def _prometheus(self) -> EnergyConfig:
+        if self.backend == "prometheus" and self.prometheus is None:
+            raise ValueError("energy.prometheus (url, metric) is required when energy.backend "
+                             "is 'prometheus'")
+        if self.backend != "prometheus" and self.prometheus is not None:
+            raise ValueError("energy.prometheus is only read when energy.backend is "
+                             "'prometheus'")
+        return self
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -362,6 +390,33 @@ def _vllm_conflicts(config: ExperimentConfig) -> str | None:
     return None
 
 
+def _openai_conflicts(config: ExperimentConfig) -> str | None:
+    """Why the settings cannot apply with ``engine: openai`` (or None)."""
+    launch = config.launch
+    if launch.num_processes > 1 or launch.num_machines > 1:
+        return ("launch.num_processes > 1 (or num_machines > 1) is not supported with engine "
+                "'openai': one load generator measures the endpoint; raise load.concurrency "
+                "or load.rate_per_s instead")
+    if config.endpoint.base_url is None and config.server is None:
+        return ("engine 'openai' needs endpoint.base_url (a running server) or a server "
+                "section (a server the run starts)")
+    if config.endpoint.base_url is not None and config.server is not None:
+        return ("endpoint.base_url is the managed server's own when a server section is set; "
+                "remove one of them")
+    if config.sharding.strategy != "none":
+        return "sharding applies to engine 'transformers'; a server shards the model itself"
+    if config.quantization.enabled:
+        return ("quantization (bitsandbytes) applies to engine 'transformers'; quantize on "
+                "the server (e.g. server.args: [--quantization, fp8])")
+    if config.traffic.enabled:
+        return ("traffic applies to the offline engines; with engine 'openai' the load "
+                "section sets the arrivals")
+    if config.inference.torch_compile or config.inference.cache_implementation != "dynamic":
+        return ("inference.torch_compile and inference.cache_implementation apply to engine "
+                "'transformers'")
+    return None
+
+
 class ExperimentConfig(_Strict):
     """One experiment: what to run and how to measure it."""
 
@@ -380,6 +435,10 @@ class ExperimentConfig(_Strict):
     sharding: ShardingConfig = ShardingConfig()
     launch: LaunchConfig = LaunchConfig()
     vllm: VllmConfig = VllmConfig()
+    endpoint: EndpointConfig = EndpointConfig()
+    load: LoadConfig = Field(default_factory=lambda: LoadConfig(arrival="concurrency",
+                                                                 concurrency=1))
+    server: ServerConfig | None = None
     cycles: int = Field(1, ge=1, le=1000)
     seed: int = Field(DEFAULT_SEED, ge=0)
     results_dir: Path | None = Field(None, description="overrides the default results directory")
@@ -413,6 +472,10 @@ class ExperimentConfig(_Strict):
             )
         if self.engine == "vllm":
             conflict = _vllm_conflicts(self)
+            if conflict is not None:
+                raise ValueError(conflict)
+        if self.engine == "openai":
+            conflict = _openai_conflicts(self)
             if conflict is not None:
                 raise ValueError(conflict)
         return self
