@@ -18,6 +18,10 @@ from llm_energy_measure.core.energy_backends.codecarbon import (
 from llm_energy_measure.core.energy_backends.composite import CompositeBackend
 from llm_energy_measure.core.energy_backends.null import NullBackend
 from llm_energy_measure.core.energy_backends.nvml import NO_GPU_MESSAGE, NvmlBackend
+from llm_energy_measure.core.energy_backends.prometheus import (
+    PrometheusEnergyBackend,
+    prometheus_unmeasured,
+)
 from llm_energy_measure.core.energy_backends.rapl import NO_RAPL_MESSAGE, RaplBackend
 from llm_energy_measure.core.energy_backends.sampler import PowerSampler
 from llm_energy_measure.core.energy_backends.zeus import ZeusBackend
@@ -110,7 +114,11 @@ def create_energy_backend(
         carbon_intensity_g_per_kwh=intensity,
         carbon_intensity_source=source,
         on_close=on_close,
-        unmeasured=unmeasured_reasons(kind, len(gpu_list), is_host_leader, more_notes),
+        unmeasured=(
+            prometheus_unmeasured(config.prometheus, is_host_leader)
+            if kind == "prometheus" and config.prometheus is not None
+            else unmeasured_reasons(kind, len(gpu_list), is_host_leader, more_notes)
+        ),
     )
 
 
@@ -180,4 +188,10 @@ def _parts(
         return [RaplBackend(rapl.measurable(), host=host, clock=clock)], []
     if kind == "zeus":
         return [ZeusBackend(gpus, host=host, include_host_domains=is_host_leader, clock=clock)], []
+    if kind == "prometheus":
+        # One counter for the whole run: read by the host leader only (counted once).
+        assert config.prometheus is not None  # EnergyConfig requires it with this backend
+        if not is_host_leader:
+            return [], []
+        return [PrometheusEnergyBackend(config.prometheus, host=host, clock=clock)], []
     raise EnergyTrackingError(f"energy.backend {kind!r} is not known")
