@@ -9,10 +9,12 @@ from typing import Any
 from llm_energy_measure.config.models import ExperimentConfig
 
 #: Fields left out of the hash because they do not change what is measured: names and output
-#: places, the decoder preset (its values are already expanded into the decoder fields), and
-#: per-machine launch details that differ between the machines of one multi-node experiment.
+#: places, latency objectives, the decoder preset (its values are already expanded into the
+#: decoder fields), and per-machine launch details that differ between the machines of one
+#: multi-node experiment.
 HASH_EXCLUDED_FIELDS: dict[str, Any] = {
     "config_name": True,
+    "slo": True,  # how a result is judged, not what is measured
     "results_dir": True,
     "decoder": {"preset"},
     "launch": {"machine_rank", "main_process_ip", "main_process_port", "process_timeout_s"},

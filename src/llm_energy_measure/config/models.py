@@ -12,7 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llm_energy_measure.config.serving import EndpointConfig, LoadConfig, ServerConfig
+from llm_energy_measure.config.serving import (
+    EndpointConfig,
+    LoadConfig,
+    ServerConfig,
+    SloConfig,
+)
 from llm_energy_measure.constants import (
     DEFAULT_BASELINE_DURATION_S,
     DEFAULT_BATCH_SIZE,
@@ -439,6 +444,8 @@ class ExperimentConfig(_Strict):
     load: LoadConfig = Field(default_factory=lambda: LoadConfig(arrival="concurrency",
                                                                  concurrency=1))
     server: ServerConfig | None = None
+    slo: SloConfig | None = Field(None, description="latency objectives (serving runs): "
+                                  "attainment, goodput, energy per SLO-meeting request")
     cycles: int = Field(1, ge=1, le=1000)
     seed: int = Field(DEFAULT_SEED, ge=0)
     results_dir: Path | None = Field(None, description="overrides the default results directory")

@@ -81,6 +81,9 @@ class LoadConfig(_Strict):
     warmup_requests: int = Field(2, ge=0, le=100_000)
     max_in_flight: int = Field(10_000, ge=1, le=1_000_000, description="open loop: requests "
                                "beyond this many in flight are sent late (and flagged)")
+    max_consecutive_failures: int = Field(5, ge=1, le=1_000_000, description="the load stops "
+                                          "(circuit breaker) after this many failed requests "
+                                          "in a row")
 
     @model_validator(mode="after")
     def _shape(self) -> LoadConfig:
@@ -143,3 +146,42 @@ class ServerConfig(_Strict):
             raise ValueError(f"server.command is only read with server.engine 'command'; "
                              f"with '{self.engine}' put extra arguments in server.args")
         return self
+
+
+SloPercentile = Literal["p50", "p90", "p95", "p99"]
+SloTargets = dict[SloPercentile, float]
+
+
+class SloConfig(_Strict):
+    """Latency objectives, in milliseconds at chosen percentiles, e.g. ``ttft_ms: {p99: 500}``.
+
+    Run level: each target is met when that percentile of the run's distribution is at most
+    the value (``itl_ms`` over every token gap, ``tpot_ms`` over each request's mean gap).
+    Per request: a request meets the SLO when its own TTFT, mean ITL (TPOT) and e2e are at
+    most the value of each metric's highest-percentile target (the bound nearly every request
+    must meet); ``itl_ms`` and ``tpot_ms`` both bound the request's mean gap. Goodput counts
+    the requests that meet it, per second of the whole window.
+    """
+
+    ttft_ms: SloTargets | None = None
+    itl_ms: SloTargets | None = None
+    tpot_ms: SloTargets | None = None
+    e2e_ms: SloTargets | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> SloConfig:
+        targets = self.targets()
+        if not targets:
+            raise ValueError("slo: give at least one target, e.g. slo: {ttft_ms: {p99: 500}}")
+        for metric, percentile, value in targets:
+            if not value > 0:
+                raise ValueError(f"slo.{metric}_ms.{percentile} must be > 0 (milliseconds)")
+        return self
+
+    def targets(self) -> list[tuple[str, str, float]]:
+        """(metric, percentile, milliseconds) of every target."""
+        found: list[tuple[str, str, float]] = []
+        for metric in ("ttft", "itl", "tpot", "e2e"):
+            for percentile, value in sorted((getattr(self, f"{metric}_ms") or {}).items()):
+                found.append((metric, percentile, float(value)))
+        return found

@@ -421,14 +421,14 @@ def arch_spec_from_model_info(info: ModelInfo) -> ArchSpec:
     """
     family = info.model_type or ""
     if family not in KNOWN_FAMILIES or family in _MOE_FAMILIES:
-        return ArchSpec.parameter_only(family, info.num_parameters)
+        return ArchSpec.parameter_only(family, info.num_parameters or 0)
     hidden = info.hidden_size
     heads = info.num_attention_heads
     intermediate = info.intermediate_size
     if intermediate is None and family in _DEFAULT_4X_MLP and hidden:
         intermediate = 4 * hidden
     if not (hidden and heads and info.num_layers and intermediate and info.vocab_size):
-        return ArchSpec.parameter_only(family, info.num_parameters)
+        return ArchSpec.parameter_only(family, info.num_parameters or 0)
     return ArchSpec(
         family=family,
         num_layers=info.num_layers,

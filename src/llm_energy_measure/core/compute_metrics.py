@@ -237,6 +237,7 @@ class ComputeEstimator:
         peaks = [self._peak_lookup(name, dtype) for name in names]
         element_bytes = dtype_bytes(loaded.info.dtype)
         bytes_read = decode_bytes_lower_bound(
-            spec, output.sequences, output.num_batches, loaded.info.weight_bytes, element_bytes
+            spec, output.sequences, output.num_batches, loaded.info.weight_bytes or 0,
+            element_bytes,
         )
         return efficiency(flops, duration_s, bytes_read, peaks, _describe_devices(names))

@@ -281,7 +281,8 @@ def load_model_tokenizer(config: ExperimentConfig) -> LoadedModel:
         model, name=display, source=source, quantization=quant, revision=revision
     ).model_copy(update={"sharding": sharding_label(config.sharding.strategy, model)})
     logger.info(
-        f"loaded {display} ({info.architecture}, {info.num_parameters / 1e6:.1f} M parameters, "
+        f"loaded {display} ({info.architecture}, "
+        f"{(info.num_parameters or 0) / 1e6:.1f} M parameters, "
         f"{info.dtype}) on {placement.device}"
     )
     return LoadedModel(

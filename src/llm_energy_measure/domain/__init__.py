@@ -25,6 +25,17 @@ from llm_energy_measure.domain.results import (
     ProcessSummary,
     RawProcessResult,
 )
+from llm_energy_measure.domain.serving import (
+    EnergyAttribution,
+    EnergyStats,
+    OutputLength,
+    PromptBucket,
+    ServerCheck,
+    ServingMetrics,
+    SloMetrics,
+    SloTarget,
+    WindowFigures,
+)
 
 __all__ = [
     "AggregatedResult",
@@ -32,7 +43,9 @@ __all__ = [
     "ComputeMetrics",
     "CycleMetrics",
     "DeviceEnergy",
+    "EnergyAttribution",
     "EnergyMetrics",
+    "EnergyStats",
     "EngineInfo",
     "EnvironmentInfo",
     "FlopsResult",
@@ -43,11 +56,18 @@ __all__ = [
     "MemoryStats",
     "MetricStats",
     "ModelInfo",
+    "OutputLength",
     "ProcessSummary",
+    "PromptBucket",
     "QuantizationSpec",
     "RawProcessResult",
     "RequestRecord",
+    "ServerCheck",
+    "ServingMetrics",
+    "SloMetrics",
+    "SloTarget",
     "Timestamps",
     "UnmeasuredEnergy",
     "UtilisationSample",
+    "WindowFigures",
 ]

@@ -70,6 +70,11 @@ class RequestRecord(FrozenModel):
 
     ``token_gaps_s`` is bounded: rounded to 1 us and, beyond ``MAX_TOKEN_GAPS`` gaps, every
     ``token_gap_stride``-th gap is kept (each standing for ``token_gap_stride`` gaps).
+
+    Served requests (engine ``openai``) also record ``scheduled_s`` (when the load's schedule
+    said to send; None in closed loop), and their outcome: ``status`` ``error`` (with the
+    HTTP status and the error in one line) or ``cancelled`` (stopped in flight). Only ``ok``
+    requests enter token counts, throughput and latency; the others are counted and kept.
     """
 
     request_id: int
@@ -84,6 +89,16 @@ class RequestRecord(FrozenModel):
     e2e_s: NonNegative
     completion_s: NonNegative | None = None
     output_text: str | None = None
+    scheduled_s: float | None = None
+    status: Literal["ok", "error", "cancelled"] = "ok"
+    http_status: int | None = None
+    error: str | None = None
+    #: Serving runs: this request's share of the window's energy (J), see EnergyAttribution.
+    energy_j: NonNegative | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 #: Token gaps kept per request record (beyond, a strided sample: see RequestRecord).
@@ -136,6 +151,7 @@ class InferenceMetrics(FrozenModel):
     tpot: LatencyStats | None = None
     e2e: LatencyStats | None = None
     completion: LatencyStats | None = None
+    failed_requests: Count = 0
 
     @classmethod
     def from_requests(
@@ -146,8 +162,11 @@ class InferenceMetrics(FrozenModel):
         Latency percentiles come from the union of the requests (never averaged percentiles):
         ``itl`` over every token gap of every request (ITL per token gap), ``tpot`` over each
         request's mean gap (TPOT per request), ``e2e`` over the caller-visible latencies
-        (batch return), ``completion`` over each request's own last token.
+        (batch return), ``completion`` over each request's own last token. Only successful
+        requests count; ``failed_requests`` counts the others (failed or cancelled).
         """
+        failed = sum(1 for r in requests if not r.ok)
+        requests = [r for r in requests if r.ok]
         input_tokens = sum(r.input_tokens for r in requests)
         output_tokens = sum(r.output_tokens for r in requests)
         total = input_tokens + output_tokens
@@ -164,13 +183,15 @@ class InferenceMetrics(FrozenModel):
             output_tokens_per_s=rate(output_tokens),
             total_tokens_per_s=rate(total),
             requests_per_s=rate(len(requests)),
+            failed_requests=failed,
             **latency_stats(requests),
         )
 
 
 def latency_stats(requests: Sequence[RequestRecord]) -> dict[str, LatencyStats | None]:
     """The latency fields of InferenceMetrics (ttft, itl, tpot, e2e, completion) over the
-    union of ``requests``."""
+    union of the successful ``requests``."""
+    requests = [r for r in requests if r.ok]
     return {
         "ttft": LatencyStats.from_samples([r.ttft_s for r in requests if r.ttft_s is not None]),
         "itl": LatencyStats.from_samples(token_gap_samples(requests)),
@@ -313,6 +334,8 @@ class UtilisationSample(FrozenModel):
     utilisation_pct: float | None = None
     memory_used_bytes: int | None = None
     sm_clock_mhz: float | None = None
+    #: Serving runs: requests in flight at ``t_s`` (the request timeline beside the power).
+    in_flight: int | None = None
 
 
 CiMethod = Literal["student_t", "log_scale", "student_t_floor"]

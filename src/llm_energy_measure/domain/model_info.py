@@ -22,11 +22,13 @@ class ModelInfo(FrozenModel):
     """Architecture facts of the loaded model, used for FLOPs and reporting."""
 
     name: str
-    source: Literal["hub", "local", "builtin", "gguf"]
+    #: ``endpoint``: a model served elsewhere whose files this host cannot read: its
+    #: architecture and sizes are then null.
+    source: Literal["hub", "local", "builtin", "gguf", "endpoint"]
     revision: str | None = None
     architecture: str | None = None
     model_type: str | None = None
-    num_parameters: Count
+    num_parameters: Count | None
     num_layers: int | None = None
     hidden_size: int | None = None
     num_attention_heads: int | None = None
@@ -36,7 +38,7 @@ class ModelInfo(FrozenModel):
     vocab_size: int | None = None
     max_position_embeddings: int | None = None
     dtype: str
-    weight_bytes: Count
+    weight_bytes: Count | None
     quantization: QuantizationSpec = QuantizationSpec()
     random_weights: bool = False
     attn_implementation: str | None = None

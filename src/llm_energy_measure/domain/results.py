@@ -23,6 +23,7 @@ from llm_energy_measure.domain.metrics import (
     UtilisationSample,
 )
 from llm_energy_measure.domain.model_info import ModelInfo
+from llm_energy_measure.domain.serving import ServingMetrics
 
 
 def _check_schema_version(value: int) -> int:
@@ -58,6 +59,8 @@ class RawProcessResult(FrozenModel):
     memory: MemoryStats = MemoryStats()
     cycles: tuple[CycleMetrics, ...] = ()
     timeseries: tuple[UtilisationSample, ...] = ()
+    #: Serving runs only (engine ``openai``): windows, load, stability, server check.
+    serving: ServingMetrics | None = None
     warmup_runs: int = 0
     warmup_converged: bool | None = None
     seed: int | None = None
@@ -120,6 +123,8 @@ class AggregatedResult(FrozenModel):
     memory: MemoryStats = MemoryStats()
     processes: tuple[ProcessSummary, ...] = ()
     cycle_stats: dict[str, MetricStats] = Field(default_factory=dict)
+    #: Serving runs only: the serving figures (one load generator, so one process).
+    serving: ServingMetrics | None = None
     environment: EnvironmentInfo | None = None
     warnings: tuple[MeasurementWarning, ...] = ()
 

@@ -400,7 +400,7 @@ class VllmEngine(InferenceEngine):
         in_process = env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
         logger.info(
             f"vLLM {vllm.__version__} loaded {display} ({info.architecture}, "
-            f"{info.num_parameters / 1e6:.1f} M parameters, {config.model.precision}) on "
+            f"{(info.num_parameters or 0) / 1e6:.1f} M parameters, {config.model.precision}) on "
             f"{platform}, {'in-process' if in_process else 'multiprocess'}, in "
             f"{time.perf_counter() - start:.1f} s"
         )

@@ -114,7 +114,9 @@ def aggregate_results(
         num_processes=len(ordered),
         expected_processes=expected,
         missing_ranks=tuple(missing),
-        partial=bool(missing),
+        # A serving run stopped early holds the requests done so far.
+        partial=bool(missing) or any(r.serving is not None and r.serving.partial
+                                     for r in ordered),
         hosts=tuple(sorted({r.hostname for r in ordered})),
         unique_devices=tuple(d.device_id for d in selection.devices),
         duplicate_devices=tuple(selection.duplicates),
@@ -137,6 +139,8 @@ def aggregate_results(
         memory=_aggregate_memory(ordered),
         processes=tuple(_process_summary(r) for r in ordered),
         cycle_stats=cycle_stats,
+        # A serving run has one process (one load generator): its figures are the run's.
+        serving=first.serving if len(ordered) == 1 else None,
         environment=first.environment,
         warnings=(*carried, *warnings),
     )
@@ -370,6 +374,7 @@ def _aggregate_inference(
         output_tokens_per_s=_rate(output_tokens, window_s),
         total_tokens_per_s=_rate(total_tokens, window_s),
         requests_per_s=_rate(num_requests, window_s),
+        failed_requests=sum(r.inference.failed_requests for r in raws),
         **latency_stats(requests),
     )
 
