@@ -127,17 +127,36 @@ def run(
     experiment_id: str | None = typer.Option(None, "--experiment-id", help="Id of the new "
                                              "experiment (the same on every machine of a "
                                              "multi-node run)."),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="Measure a running "
+                                        "OpenAI-compatible server at this base URL (e.g. "
+                                        "http://127.0.0.1:8000/v1), without a config file."),
 ) -> None:
     """Run an experiment: load, warm up, measure, store and summarise.
 
-    With launch.num_processes > 1 the processes are started with accelerate launch.
+    With launch.num_processes > 1 the processes are started with accelerate launch. With
+    engine openai (or --endpoint) a server is measured under load.
     """
     from llm_energy_measure.console import rendering
-    from llm_energy_measure.console.support import load_run_config, run_or_resume, run_warnings
+    from llm_energy_measure.console.serving import print_serving
+    from llm_energy_measure.console.support import (
+        endpoint_run_config,
+        load_run_config,
+        run_or_resume,
+        run_warnings,
+    )
     from llm_energy_measure.orchestration.plan import build_plan
 
     cfg = None
-    if resume is None:
+    if endpoint is not None:
+        if config is not None or resume is not None or any(v is not None for v in (
+                dataset, batch_size, precision)):
+            raise ConfigurationError("--endpoint measures a running server without a config "
+                                     "file: give only --model, -n, --max-new-tokens, "
+                                     "--results-dir and --set with it")
+        cfg = endpoint_run_config(endpoint, model=model, num_prompts=num_prompts,
+                                  max_new_tokens=max_new_tokens, results_dir=results_dir,
+                                  sets=set_)
+    elif resume is None:
         if config is None:
             raise ConfigurationError("give an experiment config file, or --resume ID")
         cfg = load_run_config(
@@ -165,7 +184,10 @@ def run(
         typer.echo(report.note)
         return
     rendering.print_summary(report.aggregated)
-    rendering.print_process_table(report.aggregated)
+    if report.aggregated.serving is not None:
+        print_serving(report.aggregated)
+    else:
+        rendering.print_process_table(report.aggregated)
 
 
 @app.command()

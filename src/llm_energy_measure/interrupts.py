@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 _stop_signal: int | None = None
@@ -53,3 +55,35 @@ def reset() -> None:
     """Forget a remembered stop (tests, or a long-lived process after handling it)."""
     global _stop_signal
     _stop_signal = None
+
+
+def stop_requested() -> bool:
+    """Whether a stop signal arrived (and was deferred or swallowed)."""
+    return _stop_signal is not None
+
+
+def _remember(signum: int, frame: FrameType | None) -> None:
+    """A first stop is remembered for the caller to act on; a second one stops at once."""
+    global _stop_signal
+    if _stop_signal is not None:
+        raise Stopped(signum)
+    _stop_signal = signum
+
+
+@contextmanager
+def deferred_stops() -> Iterator[None]:
+    """Within the block, a first SIGINT/SIGTERM only sets ``stop_requested()`` (code that
+    polls it stops cleanly, e.g. a load generator cancelling its requests and keeping their
+    records); a second one raises ``Stopped`` at once. Main thread only; elsewhere nothing
+    changes. The previous handlers are restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, _remember)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -360,7 +360,8 @@ async def _respond(writer: asyncio.StreamWriter, status: int, data: bytes,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the server as a process until stdin closes (or Ctrl+C)."""
+    """Run the server as a process until stdin closes (or Ctrl+C); with ``--forever`` until
+    SIGTERM/SIGINT (as a managed server is run: its stdin is not a pipe)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
@@ -368,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-s", type=float, default=0.0)
     parser.add_argument("--tokens", type=int, default=1)
     parser.add_argument("--tokens-per-chunk", type=int, default=1)
+    parser.add_argument("--forever", action="store_true")
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
@@ -375,8 +377,18 @@ def main(argv: list[str] | None = None) -> int:
               "tokens_per_chunk": args.tokens_per_chunk}
     server = ScriptedServer(port=args.port, **script).start()
     print(f"PORT {server.port}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.stdin.read()
+    if args.forever:
+        import signal
+        import threading
+
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        while not done.wait(0.2):
+            pass
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            sys.stdin.read()
     server.stop()
     return 0
 

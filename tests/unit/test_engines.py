@@ -31,7 +31,7 @@ def test_every_config_engine_name_is_registered() -> None:
 def test_create_engine_by_name() -> None:
     engine = create_engine("transformers")
     assert isinstance(engine, TransformersEngine) and engine.name == "transformers"
-    with pytest.raises(ConfigurationError, match="choose one of: transformers"):
+    with pytest.raises(ConfigurationError, match="choose one of: openai, transformers, vllm"):
         create_engine("tensorrt")
 
 

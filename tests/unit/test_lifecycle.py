@@ -8,6 +8,7 @@ import pytest
 from tests.factories import make_model_info
 
 from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.core.engines.base import InferenceEngine
 from llm_energy_measure.core.types import LoadedModel, Prompt
 from llm_energy_measure.orchestration.warmup import (
     cleanup_on_exit,
@@ -17,6 +18,8 @@ from llm_energy_measure.orchestration.warmup import (
 
 
 class RecordingEngine:
+    warmup_plan = InferenceEngine.warmup_plan  # the default: the workload's first batch
+
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
         self.traffic: list[bool] = []

@@ -71,6 +71,36 @@ def load_run_config(
     return load_config(path, overrides=overrides)
 
 
+def endpoint_run_config(
+    endpoint: str,
+    *,
+    model: str | None = None,
+    num_prompts: int | None = None,
+    max_new_tokens: int | None = None,
+    results_dir: Path | None = None,
+    sets: list[str] | None = None,
+) -> ExperimentConfig:
+    """A serving measurement of a running server without a config file: engine ``openai``
+    at ``endpoint`` (the served ``model``, else the only one it lists), one request in
+    flight, the builtin prompts; ``--set`` adjusts anything (e.g. load.concurrency=8)."""
+    from llm_energy_measure.config import apply_overrides, parse_overrides, validate_config
+
+    data: dict[str, Any] = {
+        "config_name": "endpoint", "engine": "openai",
+        "endpoint": {"base_url": endpoint, **({"model": model} if model else {})},
+        "load": {"arrival": "concurrency", "concurrency": 1},
+    }
+    if model:
+        data["model"] = {"name": model}
+    flags: dict[str, Any] = {
+        "prompts.num_prompts": num_prompts, "decoder.max_new_tokens": max_new_tokens,
+        "results_dir": str(results_dir) if results_dir is not None else None,
+    }
+    overrides: dict[str, Any] = dict(parse_overrides(sets or []))
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return validate_config(apply_overrides(data, overrides), source="--endpoint")
+
+
 def run_or_resume(
     config: ExperimentConfig | None,
     *,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from llm_energy_measure.domain import (
     DeviceEnergy,
     MeasurementWarning,
     ModelInfo,
+    OutputLength,
     RequestRecord,
+    ServerCheck,
     Timestamps,
     UtilisationSample,
 )
+from llm_energy_measure.domain.serving import StopReason
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,27 @@ class SequenceShape:
 
 
 @dataclass
+class ServingRun:
+    """What an engine that drives a server under load knows of one pass, beside its request
+    records: the endpoint, the load, how the pass ended and the server's own counts."""
+
+    endpoint: str
+    served_model: str
+    api: Literal["completions", "chat"]
+    managed_server: bool
+    arrival: Literal["poisson", "constant", "concurrency"]
+    rate_per_s: float | None
+    concurrency: int | None
+    stop_reason: StopReason
+    token_count_method: str
+    itl_method: str
+    output_length: OutputLength
+    server_command: tuple[str, ...] = ()
+    server: ServerCheck | None = None
+    records_file: str | None = None
+
+
+@dataclass
 class InferenceOutput:
     """What one measured pass over the workload produced.
 
@@ -64,19 +88,27 @@ class InferenceOutput:
     num_batches: int
     padded_input_tokens: int = 0
     warnings: list[MeasurementWarning] = field(default_factory=list)
+    #: Engines that drive a server under load (engine ``openai``).
+    serving: ServingRun | None = None
 
     @property
     def sequences(self) -> list[SequenceShape]:
-        """The real lengths of each request's sequence, in request order (for FLOPs)."""
-        return [SequenceShape(r.input_tokens, r.output_tokens) for r in self.requests]
+        """The real lengths of each successful request's sequence, in request order (FLOPs)."""
+        return [SequenceShape(r.input_tokens, r.output_tokens) for r in self.requests if r.ok]
 
     @property
     def input_tokens(self) -> int:
-        return sum(r.input_tokens for r in self.requests)
+        """Input tokens of the successful requests (failed ones are kept but not counted)."""
+        return sum(r.input_tokens for r in self.requests if r.ok)
 
     @property
     def output_tokens(self) -> int:
-        return sum(r.output_tokens for r in self.requests)
+        """Output tokens of the successful requests."""
+        return sum(r.output_tokens for r in self.requests if r.ok)
+
+    @property
+    def ok_requests(self) -> int:
+        return sum(1 for r in self.requests if r.ok)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from loguru import logger
@@ -26,6 +26,8 @@ from llm_energy_measure.domain import (
     MeasurementWarning,
     MemoryStats,
     RawProcessResult,
+    RequestRecord,
+    ServingMetrics,
     Timestamps,
 )
 from llm_energy_measure.exceptions import LLMBenchError
@@ -35,6 +37,16 @@ from llm_energy_measure.orchestration.cycles import (
     combine_readings,
     cycle_metrics,
     peak_memory,
+)
+from llm_energy_measure.orchestration.serving import (
+    combine_serving,
+    serving_metrics,
+    with_in_flight,
+)
+from llm_energy_measure.orchestration.slo import (
+    attribute_window,
+    combine_attributions,
+    slo_metrics,
 )
 from llm_energy_measure.orchestration.warmup import WarmupResult, cleanup_on_exit, run_warmup
 from llm_energy_measure.protocols import (
@@ -194,6 +206,7 @@ class _Measured:
     cycles: list[CycleMetrics] = field(default_factory=list)
     memories: list[MemoryStats] = field(default_factory=list)
     cycle_warnings: list[MeasurementWarning] = field(default_factory=list)
+    serving: list[ServingMetrics] = field(default_factory=list)
 
 
 class ExperimentOrchestrator:
@@ -272,15 +285,80 @@ class ExperimentOrchestrator:
                 window.close(synchronized=False)  # the others are not waiting for a failure
                 raise
             window.close()  # no-op when the engine closed it
-            raise_if_stopped()
+            # A served load stopped by a signal returns what it measured: it is saved
+            # (marked partial) before the stop goes on.
+            partial = output.serving is not None and output.serving.stop_reason == "stopped"
+            if not partial:
+                raise_if_stopped()
             reading, memory = window.result()
             measured.memories.append(memory)
             energy, cycle_warnings = self._energy(config, output, reading, baseline)
+            if output.serving is not None:
+                reading = self._serving(config, output, reading, energy, measured)
             measured.cycle_warnings.extend(cycle_warnings)
             measured.outputs.append(output)
             measured.readings.append(reading)
             measured.cycles.append(cycle_metrics(cycle, output, energy, window.edges()))
+            if partial:
+                break
         return measured
+
+    @staticmethod
+    def _serving(
+        config: ExperimentConfig,
+        output: InferenceOutput,
+        reading: EnergyReading,
+        energy: EnergyMetrics | None,
+        measured: _Measured,
+    ) -> EnergyReading:
+        """Serving figures of one cycle: windows, each request's energy (set on the
+        output's records) and the SLO. Returns the reading with the in-flight count on each
+        sample."""
+        assert output.serving is not None
+        baselines = [d.baseline_power_w for d in energy.devices] if energy is not None else []
+        output.requests, attributed = attribute_window(
+            output.requests, samples=reading.timeseries,
+            window_start_epoch_s=output.window.start, window_s=output.window.duration_s,
+            total_j=energy.total_energy_j if energy is not None else None,
+            baseline_w=sum(b for b in baselines if b is not None) if any(
+                b is not None for b in baselines) else None,
+            estimated=bool(energy is not None and energy.estimated),
+        )
+        figures = serving_metrics(
+            output.serving, output.requests, window_start_epoch_s=output.window.start,
+            window_s=output.window.duration_s, energy=energy, reading=reading,
+            sample_interval_ms=config.energy.sample_interval_ms,
+        )
+        slo = None
+        if config.slo is not None:
+            slo = slo_metrics(config.slo, output.requests, window_s=figures.whole.duration_s,
+                              energy_j=figures.whole.energy_j,
+                              estimated=figures.whole.energy_estimated)
+        measured.serving.append(figures.model_copy(update={"attribution": attributed,
+                                                           "slo": slo}))
+        samples = with_in_flight(reading.timeseries, output.requests, output.window.start)
+        return replace(reading, timeseries=samples)
+
+    @staticmethod
+    def _combined_serving(config: ExperimentConfig, parts: Sequence[ServingMetrics],
+                          requests: Sequence[RequestRecord]) -> ServingMetrics | None:
+        """The serving figures of every cycle as one (SLO over every request)."""
+        if not parts:
+            return None
+        combined = combine_serving(parts, requests)
+        if len(parts) == 1:
+            return combined
+        slo = None
+        if config.slo is not None:
+            slo = slo_metrics(config.slo, requests, window_s=combined.whole.duration_s,
+                              energy_j=combined.whole.energy_j,
+                              estimated=combined.whole.energy_estimated)
+        attributions = [p.attribution for p in parts if p.attribution is not None]
+        return combined.model_copy(update={
+            "slo": slo,
+            "attribution": combine_attributions(attributions, requests)
+            if len(attributions) == len(parts) else None,
+        })
 
     def _energy(
         self,
@@ -295,7 +373,7 @@ class ExperimentOrchestrator:
             baseline_power_w=baseline,
             window_s=output.window.duration_s,
             output_tokens=output.output_tokens,
-            num_requests=len(output.requests),
+            num_requests=output.ok_requests,
             config=config.energy,
         )
 
@@ -321,6 +399,8 @@ class ExperimentOrchestrator:
         memory_update: dict[str, object] = {"model_weights_bytes": loaded.info.weight_bytes}
         if not caps.torch_memory_peaks:
             memory_update |= {"gpu_peak_allocated_bytes": None, "gpu_peak_reserved_bytes": None}
+        if not caps.process_memory:
+            memory_update |= {"cpu_peak_rss_bytes": None}
         memory = peak_memory(measured.memories).model_copy(update=memory_update)
         warnings = self._warnings(loaded, combined, reading, energy_warnings, prompt_notes, warm,
                                   measured.cycle_warnings)
@@ -345,14 +425,21 @@ class ExperimentOrchestrator:
             memory=memory,
             cycles=tuple(measured.cycles),
             timeseries=tuple(reading.timeseries) if config.energy.save_timeseries else (),
+            serving=self._combined_serving(config, measured.serving, combined.requests),
             warmup_runs=warm.runs,
             warmup_converged=warm.converged,
             seed=config.seed,
             environment=environment.model_copy(update={"energy_counters": counters}),
             warnings=tuple(warnings),
         )
-        raise_if_stopped()  # a stop swallowed during the last stage is not ignored
+        # A stop swallowed during the last stage is not ignored; a served load that the stop
+        # ended is saved first (marked partial), then the stop goes on.
+        partial = raw.serving is not None and raw.serving.partial
+        if not partial:
+            raise_if_stopped()
         self.c.repository.save_raw(raw)
+        if partial:
+            raise_if_stopped()
         logger.info(
             f"process {self.ctx.process_index}: {inference.output_tokens} output tokens in "
             f"{inference.inference_time_s:.3f} s"

@@ -40,11 +40,6 @@ def coefficient_of_variation(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) / abs(mean)
 
 
-def warmup_prompts(prompts: Sequence[Prompt], config: ExperimentConfig) -> list[Prompt]:
-    """Prompts for one warm-up call: the workload's first batch, so shapes match the run."""
-    return list(prompts[: max(1, config.batching.batch_size)])
-
-
 def run_warmup(
     engine: InferenceEngine,
     loaded: LoadedModel,
@@ -63,9 +58,11 @@ def run_warmup(
     # Warm-up must not wait for simulated arrivals.
     warm_config = config.model_copy(update={"traffic": config.traffic.model_copy(
         update={"enabled": False})})
-    batch = warmup_prompts(prompts, config)
+    batch, runs = engine.warmup_plan(prompts, config)
     result = WarmupResult()
     limit = cfg.runs if cfg.mode == "fixed" else cfg.max_runs
+    if runs is not None:  # the engine decides (e.g. a served load's warm-up requests)
+        limit, cfg = runs, cfg.model_copy(update={"mode": "fixed"})
     for _ in range(limit):
         t0 = clock()
         engine.run(loaded, batch, warm_config, cycle=-1)

@@ -30,6 +30,10 @@ def prepare_prompts(
     prompts = load_prompts(
         config.prompts, tokenizer=loaded.tokenizer, seed=config.seed, output_tokens=output_tokens
     )
+    if loaded.tokenizer is None:  # a served model whose tokenizer is not on this host
+        return prompts, ["prompts were not truncated to prompts.max_input_tokens: the served "
+                         "model's tokenizer is not available here (input tokens come from "
+                         "the server's usage)"]
     prompts, truncated, token_counts = truncate_prompts(
         prompts, loaded.tokenizer, config.prompts.max_input_tokens
     )

@@ -63,6 +63,10 @@ class ResultsLayout:
     def raw_file(self, experiment_id: str, rank: int) -> Path:
         return self._safe(self.raw_experiment_dir(experiment_id) / f"process_{rank}.json")
 
+    def requests_file(self, experiment_id: str, rank: int) -> Path:
+        """Per-request records of a serving run (JSONL), appended as each request ends."""
+        return self.raw_experiment_dir(experiment_id) / f"requests_{rank}.jsonl"
+
     def completion_marker(self, experiment_id: str, rank: int) -> Path:
         return self._safe(
             self.raw_experiment_dir(experiment_id) / f"{COMPLETION_MARKER_PREFIX}{rank}")
@@ -103,6 +107,10 @@ class ResultsLayout:
 
     def experiment_log(self, experiment_id: str) -> Path:
         return self._safe(self.logs_dir / f"{self._id(experiment_id)}.log")
+
+    def server_log(self, experiment_id: str) -> Path:
+        """Output of the server a serving run started (its stdout and stderr)."""
+        return self._safe(self.logs_dir / f"{self._id(experiment_id)}.server.log")
 
     # studies ---------------------------------------------------------------------------
 

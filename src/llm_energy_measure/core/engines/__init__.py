@@ -9,7 +9,7 @@ libraries. To add an engine: write ``core/engines/<name>.py`` with a subclass of
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llm_energy_measure.exceptions import ConfigurationError
 
@@ -24,8 +24,10 @@ ENGINES: dict[str, str] = {
 }
 
 
-def create_engine(name: str) -> InferenceEngine:
-    """A new engine of the given name; ConfigurationError naming the known ones otherwise."""
+def create_engine(name: str, **options: Any) -> InferenceEngine:
+    """A new engine of the given name (``options`` go to its constructor: e.g. where engine
+    ``openai`` writes its request records); ConfigurationError naming the known ones
+    otherwise."""
     target = ENGINES.get(name)
     if target is None:
         raise ConfigurationError(
@@ -33,5 +35,5 @@ def create_engine(name: str) -> InferenceEngine:
         )
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    engine: InferenceEngine = cls()
+    engine: InferenceEngine = cls(**options)
     return engine

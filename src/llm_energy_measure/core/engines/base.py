@@ -34,13 +34,16 @@ class EngineCapabilities:
     gaps. ``flops_by_architecture``: the analytic FLOPs model applies (the architecture is
     known and the sequences are the real ones). ``torch_memory_peaks``: the model runs in
     this process under torch's caching allocator, so GPU peak allocated/reserved memory over
-    the window is read from it.
+    the window is read from it. ``process_memory``: the model runs in this process (or its
+    children), so this process's peak RSS is the model's; false for a model served by
+    another process.
     """
 
     token_timestamps: bool = True
     token_gaps: bool = True
     flops_by_architecture: bool = True
     torch_memory_peaks: bool = True
+    process_memory: bool = True
 
     def unreported(self) -> dict[str, str]:
         """Figures left null because of a missing capability, with the reason."""
@@ -57,6 +60,9 @@ class EngineCapabilities:
             notes["memory.gpu_peak_allocated_bytes"] = notes["memory.gpu_peak_reserved_bytes"] = (
                 "the model does not run under this process's torch allocator"
             )
+        if not self.process_memory:
+            notes["memory.cpu_peak_rss_bytes"] = (
+                "the model runs in the server's process, not in the measuring one")
         return notes
 
 
@@ -71,7 +77,7 @@ class InferenceEngine(ABC):
 
     #: The ``engine`` config value that selects this engine.
     name: ClassVar[str]
-    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities()
+    capabilities: EngineCapabilities = EngineCapabilities()
 
     @abstractmethod
     def load(self, config: ExperimentConfig) -> LoadedModel:
@@ -90,6 +96,13 @@ class InferenceEngine(ABC):
         on_window_close: Callable[[], None] | None = None,
     ) -> InferenceOutput:
         """Measure one pass over ``prompts`` (times relative to the window start)."""
+
+    def warmup_plan(
+        self, prompts: Sequence[Prompt], config: ExperimentConfig
+    ) -> tuple[list[Prompt], int | None]:
+        """The prompts of one warm-up call and how many calls (None: as ``warmup`` says).
+        Default: the workload's first batch, so shapes match the run."""
+        return list(prompts[: max(1, config.batching.batch_size)]), None
 
     def version(self) -> str | None:
         """The version of the library the engine drives."""

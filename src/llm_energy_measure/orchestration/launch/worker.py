@@ -40,7 +40,7 @@ def run_rank(
     states = workspace.states
     rank = context.process_index
     states.mark_process(experiment_id, rank, "running")
-    collab = collaborators or default_collaborators(workspace, context, config)
+    collab = collaborators or default_collaborators(workspace, context, config, experiment_id)
     try:
         raw = ExperimentOrchestrator(collab, context, on_progress=on_progress).run(
             config, experiment_id)
