@@ -184,10 +184,8 @@ def run(
         typer.echo(report.note)
         return
     rendering.print_summary(report.aggregated)
-    if report.aggregated.serving is not None:
-        print_serving(report.aggregated)
-    else:
-        rendering.print_process_table(report.aggregated)
+    print_serving(report.aggregated)
+    rendering.print_process_table(report.aggregated)
 
 
 @app.command()

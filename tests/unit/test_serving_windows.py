@@ -75,7 +75,7 @@ def test_whole_window_figures() -> None:
     assert whole.output_tokens == 16 and whole.requests_completed == 4
     assert whole.output_tokens_per_s == pytest.approx(16 / 2.5)
     assert whole.mean_in_flight == pytest.approx(4.0 / 2.5)  # 0.5x1 + 1.5x2 + 0.5x1
-    assert whole.energy_j == 25.0 and whole.energy_method == "counter_delta"
+    assert whole.energy_j == 25.0 and whole.energy_method == "window_total"
     assert whole.energy_per_output_token_j == pytest.approx(25 / 16)
     assert whole.energy_per_request_j == pytest.approx(25 / 4)
     assert whole.energy_estimated is True

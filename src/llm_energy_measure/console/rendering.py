@@ -208,6 +208,10 @@ def print_result(
         typer.echo(result.model_dump_json(indent=2))
         return
     print_summary(result)
+    if result.serving is not None:
+        from llm_energy_measure.console.serving import print_serving
+
+        print_serving(result)
     print_process_table(result)
 
 

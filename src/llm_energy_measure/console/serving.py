@@ -75,6 +75,24 @@ def serving_pairs(result: AggregatedResult) -> list[tuple[str, object]]:
         rows += _window(s.steady)
     rows.append(("steady state", "stable" if s.stable else
                  "UNSTABLE: " + "; ".join(s.unstable_reasons)))
+    if s.slo is not None:
+        slo = s.slo
+        mark = ESTIMATE_MARK if slo.energy_estimated else ""
+        targets = ", ".join(
+            f"{t.metric} {t.percentile} <= {t.target_s * 1000:g} ms: "
+            + ("n/a" if t.observed_s is None else f"{t.observed_s * 1000:.2f} ms")
+            + (" ok" if t.met else " MISSED") for t in slo.targets)
+        rows += [
+            ("SLO", ("met" if slo.met else "NOT met") + f" ({targets})"),
+            ("SLO attainment, goodput", f"{slo.attainment:.1%} of requests, "
+                                        f"{slo.goodput_per_s:.3f} req/s"),
+            ("energy per SLO-meeting request", si(slo.energy_per_good_request_j, "J") + mark),
+        ]
+    if s.attribution is not None and s.attribution.per_request is not None:
+        a, e = s.attribution, s.attribution.per_request
+        mark = ESTIMATE_MARK if a.estimated else ""
+        rows.append(("J/request p50 / p90 / p99", f"{si(e.p50_j, 'J')} / {si(e.p90_j, 'J')} / "
+                                                  f"{si(e.p99_j, 'J')}{mark}"))
     if s.server is not None:
         counts = ", ".join(f"{k} {v:g}" for k, v in sorted(s.server.counts.items()))
         rows.append(("server counts", counts + (" (MISMATCH)" if s.server.mismatches else "")))

@@ -14,10 +14,11 @@ from pydantic import Field
 from llm_energy_measure.domain.base import Count, FrozenModel, NonNegative
 from llm_energy_measure.domain.metrics import LatencyStats
 
-#: How a sub-window's energy is obtained from the run's energy: the counter's delta when
-#: the window is the whole run; else the share of the window in the integral of the sampled
+#: How a window's energy is obtained from the run's energy: the run's own figure when the
+#: window is the whole run (``window_total``: a counter delta, sampled power or an estimate,
+#: as ``energy.methods`` says); else the share of the window in the integral of the sampled
 #: power (``power_share``), or in its duration when no power was sampled (``time_share``).
-WindowEnergyMethod = Literal["counter_delta", "power_share", "time_share"]
+WindowEnergyMethod = Literal["window_total", "power_share", "time_share"]
 
 
 class WindowFigures(FrozenModel):

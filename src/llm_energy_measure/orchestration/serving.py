@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -171,7 +172,7 @@ def window_figures(
     method: str | None = None
     if energy.total_j is not None:
         if name == "whole":
-            energy_j, method = energy.total_j, "counter_delta"
+            energy_j, method = energy.total_j, "window_total"
         else:
             part = _power_integral(energy.samples, energy.origin, start, end)
             whole = _power_integral(energy.samples, energy.origin, 0.0, energy.duration_s)
@@ -214,7 +215,8 @@ def steady_edges(run: ServingRun, requests: Sequence[RequestRecord],
     its target before the drain."""
     if not requests:
         return None
-    level = int(target) if run.concurrency is not None else max(1, int(target))
+    # The in-flight count is an integer: it reaches a target of 1.8 when 2 are in flight.
+    level = max(1, math.ceil(target - 1e-9))
     start = next((t for t, c in steps if c >= level), None)
     last_send = max(r.submitted_s for r in requests)
     if run.concurrency is not None:

@@ -34,6 +34,8 @@ from llm_energy_measure.domain import (
 )
 from llm_energy_measure.exceptions import InferenceError
 
+#: A p99 send lag above this (s) draws a ``send_lag`` warning.
+SEND_LAG_WARNING_S = 0.010
 #: Requests a closed loop with ``load.duration_s`` may draw (prompts are reused in order).
 MAX_DURATION_REQUESTS = 10_000_000
 
@@ -277,6 +279,14 @@ class OpenAIEngine(InferenceEngine):
                 code="fixed_length_not_honoured",
                 message=f"{short} of {len(ok)} request(s) did not return exactly "
                         f"max_tokens={max_tokens} output tokens"))
+        lags = sorted(r.submitted_s - r.scheduled_s for r in records if r.scheduled_s is not None)
+        if lags and lags[int(0.99 * (len(lags) - 1))] > SEND_LAG_WARNING_S:
+            p99 = lags[int(0.99 * (len(lags) - 1))]
+            warnings.append(MeasurementWarning(
+                code="send_lag",
+                message=f"the load generator sent requests late (p99 {p99 * 1000:.1f} ms after "
+                        "schedule): the offered load was lower than configured; the client "
+                        "host may be busy (e.g. sharing its cores with the server)"))
         failed = len(records) - len(ok)
         if failed:
             warnings.append(MeasurementWarning(
