@@ -8,7 +8,8 @@
 # Runs scripts/gpu_check.py (energy methods, MFU, MBU), scripts/gpu_check_sharded.py (one
 # process through accelerate launch, device_map loads), when vLLM is importable
 # scripts/gpu_check_engines.py (engine vllm beside engine transformers on one workload:
-# tokens/s, J/token, TTFT p50), and the GPU-marked tests.
+# tokens/s, J/token, TTFT p50) and scripts/gpu_check_serving.py (a managed vLLM server under a
+# Poisson load, NVML energy for the whole and steady windows), and the GPU-marked tests.
 # Changes no device setting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,8 @@ echo "== accelerate path, one process, device_map loads (scripts/gpu_check_shard
 if "$PY" -c "import vllm" >/dev/null 2>&1; then
     echo "== engines: transformers and vllm on one workload (scripts/gpu_check_engines.py)"
     "$PY" scripts/gpu_check_engines.py || status=1
+    echo "== serving: a managed vLLM server under load (scripts/gpu_check_serving.py)"
+    "$PY" scripts/gpu_check_serving.py || status=1
 else
     echo "== engines: vllm is not importable here (pip install \"llm-energy-measure[vllm]\"): skipped"
 fi

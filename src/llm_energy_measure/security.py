@@ -204,13 +204,16 @@ def is_secret_key(key: str) -> bool:
     ``password``/``secret``/``authorization``, when it contains ``api`` followed by ``key``, or
     when its last word is ``token``/``apikey``/``credentials`` (``hf_token``), except for
     tokenizer special tokens (``pad_token``, ``eos_token``...). ``token_budget`` and plural
-    ``max_new_tokens`` are not secret.
+    ``max_new_tokens`` are not secret, nor a key whose last word is ``env``
+    (``api_key_env``): it holds the *name* of the environment variable with the secret.
     """
     words = [w.lower() for w in _KEY_WORD_SPLIT.split(key) if w]
     if not words:
         return False
     if any(w in _SECRET_KEY_WORDS for w in words):
         return True
+    if words[-1] == "env":
+        return False
     if any(a == "api" and b == "key" for a, b in itertools.pairwise(words)):
         return True
     if words[-1] in _SECRET_LAST_WORDS:

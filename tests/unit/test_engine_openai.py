@@ -91,3 +91,31 @@ def test_unreachable_endpoint_is_one_clear_error(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(InferenceError, match="unreachable"):
         run_experiment(_config(url), experiment_id="s4", results_dir=tmp_path)
+
+
+def test_api_key_is_sent_but_never_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-test-0123456789abcdefSECRET"
+    monkeypatch.setenv("SERVING_TEST_KEY", key)
+    with ScriptedServer(ttft_s=0.0, gap_s=0.0, tokens=2) as server:
+        cfg = _config(server.base_url, warmup_requests=0).model_copy(update={
+            "endpoint": _config(server.base_url).endpoint.model_copy(
+                update={"api_key_env": "SERVING_TEST_KEY"})})
+        run_experiment(cfg, experiment_id="s5", results_dir=tmp_path)
+        headers = [r.headers.get("authorization") for r in server.records
+                   if r.path.endswith("/completions")]
+    assert headers and set(headers) == {f"Bearer {key}"}
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key not in path.read_text(errors="replace"), path
+
+
+def test_missing_api_key_variable_is_one_clear_line(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from llm_energy_measure.exceptions import ConfigurationError
+
+    monkeypatch.delenv("SERVING_ABSENT_KEY", raising=False)
+    cfg = _config("http://127.0.0.1:9/v1")
+    cfg = cfg.model_copy(update={"endpoint": cfg.endpoint.model_copy(
+        update={"api_key_env": "SERVING_ABSENT_KEY"})})
+    with pytest.raises(ConfigurationError, match="SERVING_ABSENT_KEY, which is not set"):
+        run_experiment(cfg, experiment_id="s6", results_dir=tmp_path)

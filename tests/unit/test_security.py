@@ -207,6 +207,9 @@ def test_ensure_safe_path_returns_real_path_or_raises(tmp_path: Path) -> None:
         ("secret_key", True),
         ("AWS_SECRET_ACCESS_KEY", True),
         ("apikey", True),
+        ("api_key", True),
+        ("api_key_env", False),  # the name of the variable holding the key
+        ("secret_env", True),
         ("", False),
     ],
 )
