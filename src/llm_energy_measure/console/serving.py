@@ -61,6 +61,7 @@ def serving_pairs(result: AggregatedResult) -> list[tuple[str, object]]:
         ("duration", f"{s.whole.duration_s:.3f} s"),
         ("TTFT", _latency(inf.ttft)),
         ("ITL (per token gap)", _latency(inf.itl)),
+        ("ITL (per chunk gap)", _latency(s.chunk_itl)),
         ("TPOT (per request)", _latency(inf.tpot)),
         ("e2e", _latency(inf.e2e)),
         ("send lag p50 / p99", "n/a" if lag is None else

@@ -95,6 +95,10 @@ class RequestRecord(FrozenModel):
     error: str | None = None
     #: Serving runs: this request's share of the window's energy (J), see EnergyAttribution.
     energy_j: NonNegative | None = None
+    #: Serving runs where a streamed chunk held several tokens: the gaps between consecutive
+    #: chunks (s; bounded like ``token_gaps_s``, a uniform sample beyond the limit). Empty when
+    #: every chunk held one token (the chunk gaps are then ``token_gaps_s``).
+    chunk_gaps_s: tuple[NonNegative, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -170,6 +170,9 @@ class ServingMetrics(FrozenModel):
     stop_reason: StopReason = "completed"
     partial: bool = False
     send_lag: LatencyStats | None = None
+    #: ITL per streamed chunk gap (what ``vllm bench serve`` reports as ITL): equal to ITL per
+    #: token gap when every chunk held one token; larger when the server packed several.
+    chunk_itl: LatencyStats | None = None
     peak_in_flight: Count = 0
     token_count_method: str
     itl_method: str

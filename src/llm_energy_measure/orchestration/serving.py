@@ -290,12 +290,26 @@ def serving_metrics(
         requests_failed=failed, requests_cancelled=cancelled,
         stop_reason=run.stop_reason, partial=run.stop_reason == "stopped",
         send_lag=LatencyStats.from_samples([max(0.0, lag) for lag in lags]),
+        chunk_itl=LatencyStats.from_samples(chunk_gap_samples(requests)),
         peak_in_flight=max((c for _, c in steps), default=0),
         token_count_method=run.token_count_method, itl_method=run.itl_method,
         output_length=run.output_length, whole=whole, steady=steady,
         stable=not reasons, unstable_reasons=tuple(reasons), server=run.server,
         records_file=run.records_file,
     )
+
+
+def chunk_gap_samples(requests: Sequence[RequestRecord]) -> list[float]:
+    """Every gap between consecutive streamed chunks of the successful requests (s)."""
+    gaps: list[float] = []
+    for r in requests:
+        if not r.ok:
+            continue
+        if r.chunk_gaps_s:
+            gaps.extend(r.chunk_gaps_s)
+        else:  # one token per chunk: the chunk gaps are the token gaps
+            gaps.extend(g for g in r.token_gaps_s for _ in range(r.token_gap_stride))
+    return gaps
 
 
 def with_in_flight(samples: Sequence[UtilisationSample], requests: Sequence[RequestRecord],
@@ -350,6 +364,7 @@ def combine_serving(parts: Sequence[ServingMetrics],
         "requests_cancelled": sum(p.requests_cancelled for p in parts),
         "partial": any(p.partial for p in parts),
         "send_lag": LatencyStats.from_samples([max(0.0, lag) for lag in lags]),
+        "chunk_itl": LatencyStats.from_samples(chunk_gap_samples(requests)),
         "peak_in_flight": max(p.peak_in_flight for p in parts),
         "target_in_flight": sum(p.target_in_flight for p in parts) / len(parts),
         "whole": _sum_windows([p.whole for p in parts]),

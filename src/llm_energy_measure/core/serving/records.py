@@ -8,6 +8,7 @@ recorded with the result.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ def convert(
         input_tokens, token_method = 0, f"{token_method}; input unknown"
     ttft = tpot = completion = None
     gaps: tuple[float, ...] = ()
+    chunk_gaps: tuple[float, ...] = ()
     stride = 1
     itl_method = "per-chunk"
     if result.first_token_s is not None and result.chunk_times_s:
@@ -68,12 +70,16 @@ def convert(
             if len(all_gaps) >= 1:
                 tpot = sum(all_gaps) / len(all_gaps)
             gaps, stride = bounded_gaps(all_gaps)
+            if any(c > 1 for c in counts):
+                times = result.chunk_times_s
+                chunk_gaps = bounded_gaps([b - a for a, b in itertools.pairwise(times)])[0]
     record = RequestRecord(
         request_id=result.request_id, cycle=cycle,
         input_tokens=input_tokens, output_tokens=max(0, output_tokens),
         submitted_s=result.sent_s - origin_s,
         scheduled_s=None if result.scheduled_s is None else result.scheduled_s - origin_s,
         ttft_s=ttft, tpot_s=tpot, token_gaps_s=gaps, token_gap_stride=stride,
+        chunk_gaps_s=chunk_gaps,
         e2e_s=max(0.0, result.end_s - result.sent_s), completion_s=completion,
         output_text=result.text if save_text else None,
         status=result.status, http_status=result.http_status, error=result.error,
