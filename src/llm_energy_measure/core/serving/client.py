@@ -9,7 +9,7 @@ Times are seconds on one clock, ``time.perf_counter()``, relative to the load st
 (``LoadRun.started_at_epoch_s`` is ``time.time()`` at ``t0``). The HTTP clients are made
 once, before ``t0``: one ``httpx.AsyncClient`` per ``REQUESTS_PER_CLIENT`` requests that may
 be in flight (httpcore's pool costs grow with the square of its connections), each request
-going to the least busy one (open loop) or to its worker's (closed loop). Each request's
+going to the first one with room (open loop) or to its worker's (closed loop). Each request's
 body is built before its send time, so at the send time only the send is left.
 Sleeps are asyncio sleeps up to ``SPIN_S`` before the send time, then yields to the event
 loop until it is reached (sub-millisecond sends without blocking other streams).
@@ -410,9 +410,14 @@ class _Load:
         return self.clients[0].build_request("POST", self.url,
                                              json=request_body(self.endpoint, spec))
 
-    def least_loaded_client(self) -> int:
-        counts = self.client_in_flight
-        return min(range(len(counts)), key=counts.__getitem__)
+    def pick_client(self) -> int:
+        """The first client with fewer than ``REQUESTS_PER_CLIENT`` in flight (there is
+        one: the clients hold the run's whole limit), so a light load reuses the
+        connections of the first clients instead of opening new ones."""
+        for i, count in enumerate(self.client_in_flight):
+            if count < REQUESTS_PER_CLIENT:
+                return i
+        return self.client_in_flight.index(min(self.client_in_flight))
 
     async def open_loop(self, schedule: Sequence[float]) -> None:
         for i, offset_s in enumerate(schedule):
@@ -427,7 +432,7 @@ class _Load:
                 await self.wake.wait()
             if self.halted or self.stop_requested():
                 return
-            client_index = self.least_loaded_client()
+            client_index = self.pick_client()
             self.admit(client_index)
             task = asyncio.create_task(self.send(client_index, request, spec, offset_s))
             self.tasks.add(task)
@@ -525,7 +530,7 @@ async def run_load(
             else:
                 assert concurrency is not None
                 for w in range(min(concurrency, len(specs))):
-                    task = asyncio.create_task(load.worker(w % n_clients))
+                    task = asyncio.create_task(load.worker(w // REQUESTS_PER_CLIENT))
                     load.tasks.add(task)
                     task.add_done_callback(load.tasks.discard)
             await load.drain()
