@@ -232,14 +232,11 @@ class _Load:
     """The state of one run; every method runs on the event loop's thread."""
 
     def __init__(self, endpoint: EndpointSettings, specs: Sequence[RequestSpec],
-                 schedule: Sequence[float] | None, concurrency: int | None,
                  duration_s: float | None, max_in_flight: int, breaker_failures: int,
                  on_result: Callable[[RequestResult], None] | None,
                  should_stop: Callable[[], bool]) -> None:
         self.endpoint = endpoint
         self.specs = specs
-        self.schedule = schedule
-        self.concurrency = concurrency
         self.duration_s = duration_s
         self.max_in_flight = max_in_flight
         self.breaker_failures = breaker_failures
@@ -499,7 +496,7 @@ async def run_load(
     (closed loop: requests kept in flight). ``max_in_flight`` caps the open loop (the
     closed loop has ``concurrency`` by construction). ``specs`` is only read through
     ``len()`` and indexing, so a closed loop with ``duration_s`` may pass a sequence
-    computed on access. ``on_start()`` runs right before ``t0``, once the client exists.
+    computed on access. ``on_start()`` runs right before ``t0``, once the clients exist.
     """
     _check_args(specs, schedule, concurrency, duration_s, max_in_flight, breaker_failures)
     _warm_imports()
@@ -511,8 +508,8 @@ async def run_load(
                             read=endpoint.read_timeout_s, write=endpoint.read_timeout_s,
                             pool=endpoint.read_timeout_s)
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    load = _Load(endpoint, specs, schedule, concurrency, duration_s, max_in_flight,
-                 breaker_failures, on_result, should_stop)
+    load = _Load(endpoint, specs, duration_s, max_in_flight, breaker_failures, on_result,
+                 should_stop)
     tls = httpx.create_ssl_context(trust_env=False)  # one for all clients (~50 ms each)
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(n_clients):
