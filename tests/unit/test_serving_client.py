@@ -17,6 +17,7 @@ import pytest
 from tests.fakes.streaming_server import MODEL, RequestRecord, Script, ScriptedServer
 
 from llm_energy_measure.core.serving.client import (
+    REQUESTS_PER_CLIENT,
     EndpointSettings,
     RequestResult,
     RequestSpec,
@@ -94,22 +95,22 @@ def test_chat_api_counts_only_chunks_with_text() -> None:
     assert request_body(endpoint, _specs(1, top_p=0.5)[0])["top_p"] == 0.5
 
 
-def test_closed_loop_keeps_exactly_n_in_flight() -> None:
+@pytest.mark.parametrize("n", [4, REQUESTS_PER_CLIENT + 3])  # one HTTP client, and two
+def test_closed_loop_keeps_exactly_n_in_flight(n: int) -> None:
+    starts: list[float] = []
     with ScriptedServer(ttft_s=0.04, gap_s=0.0, tokens=2) as server:
-        starts: list[float] = []
-        run = run_load_sync(_endpoint(server), _specs(12), schedule=None, concurrency=4,
-                            max_in_flight=100,
+        run = run_load_sync(_endpoint(server), _specs(3 * n), schedule=None, concurrency=n,
+                            max_in_flight=1,
                             on_start=lambda: starts.append(time.perf_counter()))
-        assert server.max_concurrent == 4
+        assert server.max_concurrent == n
         arrivals = [rec.arrival_s for rec in server.records]
-    assert run.peak_in_flight == 4 and run.stop_reason == "completed"
-    assert [r.request_id for r in run.results] == list(range(12))
+    assert run.peak_in_flight == n and run.stop_reason == "completed"
+    assert [r.request_id for r in run.results] == list(range(3 * n))
     assert all(r.status == "ok" and r.scheduled_s is None for r in run.results)
     assert len(starts) == 1 and starts[0] <= min(arrivals)
-    # Each of the 4 workers sends its next request only after its previous one ended.
-    by_end = sorted(run.results, key=lambda r: r.end_s)
-    for later in run.results[4:]:
-        assert sum(r.end_s <= later.sent_s for r in by_end) >= later.request_id - 3
+    # Each of the n workers sends its next request only after its previous one ended.
+    for later in run.results[n:]:
+        assert sum(r.end_s <= later.sent_s for r in run.results) >= later.request_id - n + 1
 
 
 def test_open_loop_sends_on_schedule_without_waiting_for_answers() -> None:
@@ -129,6 +130,15 @@ def test_open_loop_sends_on_schedule_without_waiting_for_answers() -> None:
     # on_start runs just before t0 (same clock: the server runs in this process).
     for rec, offset in zip(records, schedule, strict=True):
         assert rec.arrival_s - starts[0] >= offset
+
+
+def test_open_loop_spreads_requests_over_the_http_clients() -> None:
+    n = 2 * REQUESTS_PER_CLIENT + 1
+    with ScriptedServer(ttft_s=0.2, gap_s=0.0, tokens=1) as server:
+        run = run_load_sync(_endpoint(server), _specs(n), schedule=[0.0] * n,
+                            concurrency=None, max_in_flight=n)
+        assert server.max_concurrent == n
+    assert run.peak_in_flight == n and {r.status for r in run.results} == {"ok"}
 
 
 def test_open_loop_waits_at_max_in_flight_and_the_lateness_shows() -> None:
