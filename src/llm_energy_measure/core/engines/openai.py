@@ -32,7 +32,7 @@ from llm_energy_measure.domain import (
     ServerCheck,
     Timestamps,
 )
-from llm_energy_measure.exceptions import InferenceError
+from llm_energy_measure.exceptions import InferenceError, MissingExtraError
 
 #: A p99 send lag above this (s) draws a ``send_lag`` warning.
 SEND_LAG_WARNING_S = 0.010
@@ -127,6 +127,11 @@ class OpenAIEngine(InferenceEngine):
 
     def load(self, config: ExperimentConfig) -> LoadedModel:
         from llm_energy_measure.core.serving.session import open_session
+
+        try:
+            import httpx  # noqa: F401  (the load generator's HTTP client)
+        except ImportError:
+            raise MissingExtraError("serving", "httpx", "engine openai") from None
 
         info, tokenizer, path = describe_model(config)
         self.capabilities = EngineCapabilities(
