@@ -42,10 +42,22 @@ def _config(num_requests: int = 6) -> dict[str, object]:
     }
 
 
-def _server_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["cmdline"])
-            if "streaming_server.py" in " ".join(p.info["cmdline"] or [])
-            and "--forever" in (p.info["cmdline"] or [])]
+def _server_pids(parent: int | None = None) -> list[int]:
+    """The scripted servers started by ``parent`` (default: this process), however deep
+    (other tests on the machine may run their own)."""
+    try:
+        children = psutil.Process(parent).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            cmdline = child.cmdline()
+        except psutil.Error:
+            continue
+        if "--forever" in cmdline and any("streaming_server.py" in c for c in cmdline):
+            found.append(child.pid)
+    return found
 
 
 def _gone(pid: int) -> bool:
@@ -107,7 +119,7 @@ def test_ctrl_c_saves_a_partial_result_and_stops_the_server(tmp_path: Path) -> N
         if records.exists() and len(records.read_text().splitlines()) >= 5:
             break
         time.sleep(0.1)
-    server = _server_pids()
+    server = _server_pids(proc.pid)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]

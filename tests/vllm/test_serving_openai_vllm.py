@@ -35,8 +35,15 @@ def _config(**load: object) -> ExperimentConfig:
 
 
 def _vllm_servers() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"])
-            if "vllm.entrypoints.openai.api_server" in " ".join(p.info["cmdline"] or [])]
+    """The vLLM servers this test process started (other tests may run their own)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "vllm.entrypoints.openai.api_server" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
 
 
 def _gone(pid: int) -> bool:
