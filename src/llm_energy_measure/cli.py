@@ -394,18 +394,24 @@ def study_export(
     output: Path = typer.Option(..., "--output", "-o", help="File for one row per run."),
     point_stats: Path | None = typer.Option(None, "--point-stats", help="Also write the "
                                             "per-point statistics (csv/parquet) to this file."),
+    figures_dir: Path | None = typer.Option(None, "--figures-dir", help="Folder for the data "
+                                            "of the serving figures (default: the folder of "
+                                            "--output)."),
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
-    """Export a study's runs (and per-point statistics) to CSV, JSON or Parquet."""
+    """Export a study's runs (and per-point statistics) to CSV, JSON or Parquet; a serving
+    study also gets one CSV (and Parquet) per serving figure of the report."""
     from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.console.support import repository
     from llm_energy_measure.results.analysis.study_stats import load_manifest
-    from llm_energy_measure.results.export.study import export_study
+    from llm_energy_measure.results.export.study import export_serving_figures, export_study
 
     manifest = load_manifest(effective_results_dir(flag_value=results_dir), study_id)
-    path = export_study(manifest, repository(results_dir), fmt, output,
-                        point_stats_path=point_stats)
+    repo = repository(results_dir)
+    path = export_study(manifest, repo, fmt, output, point_stats_path=point_stats)
     typer.echo(f"exported study {manifest.study_id} to {path}")
+    for written in export_serving_figures(manifest, repo, figures_dir or output.parent):
+        typer.echo(f"serving figure data: {written}")
 
 
 def main() -> None:
