@@ -153,3 +153,32 @@ def test_timeline_run_is_the_highest_slo_meeting_load_else_the_last(tmp_path):
     assert (choice.experiment_id, choice.reason) == (
         "n1", "the last run (no offered load met the SLO)")
     assert load_timeline(group_serving(no_slo), ["n0", "n1"], repo) is None  # no raw saved
+
+
+def test_config_key_of_real_effective_configs_ignores_only_the_load_axis():
+    from llm_energy_measure.config.models import ExperimentConfig
+
+    def dumped(**over):
+        base = {"config_name": "c", "engine": "openai",
+                "endpoint": {"base_url": "http://127.0.0.1:8000/v1"},
+                "load": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 10},
+                "slo": {"ttft_ms": {"p99": 500}}}
+        for key, value in over.items():
+            section, _, leaf = key.partition("__")
+            base.setdefault(section, {})
+            if leaf:
+                base[section][leaf] = value  # type: ignore[index]
+            else:
+                base[section] = value
+        return ExperimentConfig.model_validate(base).model_dump(mode="json")
+
+    r = make_serving_result("r", "float16", 1.0)
+
+    def key(config):
+        return config_key(r.model_copy(update={"effective_config": config}))
+
+    same = key(dumped())
+    assert key(dumped(load={"arrival": "poisson", "rate_per_s": 8.0, "duration_s": 30.0},
+                      config_name="other", slo={"e2e_ms": {"p99": 900}})) == same
+    assert key(dumped(model__precision="bfloat16")) != same
+    assert key(dumped(load={"arrival": "constant", "rate_per_s": 1.0})) != same
