@@ -118,3 +118,13 @@ def test_right_hand_axis_scales_its_own_series_and_dash_is_drawn():
 def test_chart_without_right_axis_is_unchanged_by_it():
     plain = _chart()
     assert "stroke-dasharray" not in plain and 'rotate(90' not in plain
+
+
+def test_right_hand_axis_of_counts_has_whole_ticks():
+    svg = _chart(series=[Series("power", [(0.0, 100.0), (1.0, 120.0)]),
+                         Series("in flight", [(0.0, 0.0), (1.0, 2.0)], axis="y2")],
+                 y2_label="requests in flight")
+    root, _ = _coords(svg)
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    right = texts[texts.index("requests in flight") - 3:texts.index("requests in flight")]
+    assert right == ["0", "1", "2"]

@@ -228,8 +228,11 @@ def _dash(pattern: str) -> str:
 
 def _right_axis(out: list[str], label: str, values: Sequence[float], x1: float, y0: float,
                 y1: float) -> _Scale:
-    """Draw the right-hand axis (from 0) for ``values``; returns its scale."""
+    """Draw the right-hand axis (from 0) for ``values``; returns its scale. Counts (every
+    value whole) get whole ticks."""
     ticks = nice_ticks(*_extent(values, from_zero=True))
+    if ticks[1] - ticks[0] < 1 and all(float(v).is_integer() for v in values):
+        ticks = [float(i) for i in range(max(math.ceil(max(values)), 1) + 1)]
     step = ticks[1] - ticks[0]
     scale = _Scale(ticks[0], ticks[-1], y0, y1)
     out.append(f'<line x1="{_n(x1)}" y1="{_n(y0)}" x2="{_n(x1)}" y2="{_n(y1)}" '
