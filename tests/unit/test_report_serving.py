@@ -143,3 +143,17 @@ def test_cli_study_export_writes_the_serving_figure_data(tmp_path: Path):
     assert f"serving figure data: {figures / 'serving_latency_vs_rate.csv'}" in out.stdout
     assert (figures / "serving_pareto.csv").exists()
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 1 + 16
+
+
+def test_without_an_slo_the_goodput_figure_is_a_note(tmp_path):
+    from tests.fakes.serving_study import make_serving_result
+
+    from llm_energy_measure.results.analysis.serving import group_serving
+    from llm_energy_measure.results.report.serving import build_serving_report, serving_section
+
+    results = [make_serving_result(f"n{r:g}", "float16", r, slo=False) for r in (1.0, 2.0)]
+    html = serving_section(build_serving_report(group_serving(results), None))
+    assert "there is no goodput to plot" in html
+    assert 'aria-label="Goodput vs offered load"' not in html
+    assert "No serving run of this study recorded power samples." in html
+    assert 'aria-label="Energy per output token vs offered load"' in html

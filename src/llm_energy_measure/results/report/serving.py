@@ -179,6 +179,9 @@ def _goodput_chart(report: ServingReport, kind: LoadKind, suffix: str) -> str:
     configs = report.configs
     groups = [(i, c, g) for i, c in enumerate(configs) for g in c.groups
               if g.load_kind == kind and g.mean("goodput_per_s") is not None]
+    if not groups:
+        return ('<p class="note">No run has an SLO (<code>slo:</code> in the config), so '
+                "there is no goodput to plot.</p>")
 
     def halo(name: str, color: str, pick: Callable[[ServingGroup], bool]) -> Series:
         return Series(name, [(g.offered_load, g.mean("goodput_per_s") or 0.0)
