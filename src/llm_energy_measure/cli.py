@@ -333,16 +333,24 @@ def study_resume(
 @results_app.command("compare")
 @handle_errors
 def results_compare(
-    experiment_ids: list[str] = typer.Argument(..., help="Experiments to compare."),
+    experiment_ids: list[str] | None = typer.Argument(None, help="Experiments to compare."),
+    study: str | None = typer.Option(None, "--study", help="Also compare every completed run "
+                                     "of this study."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
-    """Compare experiments side by side: headline figures and config differences."""
+    """Compare experiments side by side: headline figures and config differences; for
+    serving runs, each config at its highest SLO-meeting load and which spends less energy
+    per token at equal latency."""
+    from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.console import rendering
     from llm_energy_measure.console.support import repository
-    from llm_energy_measure.results.analysis.compare import load_aggregated_results
+    from llm_energy_measure.results.analysis.compare import load_compared_results
+    from llm_energy_measure.results.analysis.study_stats import load_manifest
 
-    results = load_aggregated_results(repository(results_dir), experiment_ids)
+    manifest = (load_manifest(effective_results_dir(flag_value=results_dir), study)
+                if study is not None else None)
+    results = load_compared_results(repository(results_dir), experiment_ids or [], manifest)
     rendering.print_comparison(results, as_json=as_json)
 
 
@@ -394,18 +402,24 @@ def study_export(
     output: Path = typer.Option(..., "--output", "-o", help="File for one row per run."),
     point_stats: Path | None = typer.Option(None, "--point-stats", help="Also write the "
                                             "per-point statistics (csv/parquet) to this file."),
+    figures_dir: Path | None = typer.Option(None, "--figures-dir", help="Folder for the data "
+                                            "of the serving figures (default: the folder of "
+                                            "--output)."),
     results_dir: Path | None = ResultsDirOpt,
 ) -> None:
-    """Export a study's runs (and per-point statistics) to CSV, JSON or Parquet."""
+    """Export a study's runs (and per-point statistics) to CSV, JSON or Parquet; a serving
+    study also gets one CSV (and Parquet) per serving figure of the report."""
     from llm_energy_measure.config.precedence import effective_results_dir
     from llm_energy_measure.console.support import repository
     from llm_energy_measure.results.analysis.study_stats import load_manifest
-    from llm_energy_measure.results.export.study import export_study
+    from llm_energy_measure.results.export.study import export_serving_figures, export_study
 
     manifest = load_manifest(effective_results_dir(flag_value=results_dir), study_id)
-    path = export_study(manifest, repository(results_dir), fmt, output,
-                        point_stats_path=point_stats)
+    repo = repository(results_dir)
+    path = export_study(manifest, repo, fmt, output, point_stats_path=point_stats)
     typer.echo(f"exported study {manifest.study_id} to {path}")
+    for written in export_serving_figures(manifest, repo, figures_dir or output.parent):
+        typer.echo(f"serving figure data: {written}")
 
 
 def main() -> None:

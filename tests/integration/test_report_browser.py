@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.fakes.serving_study import build_serving_study
 from tests.fakes.study import build_study
 
 from llm_energy_measure.results.report.data import load_study_report_data
@@ -64,6 +65,16 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def serving_report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("browser-serving")
+    manifest, repo = build_serving_study(folder / "results", estimated=("float32",))
+    path = folder / "serving-report.html"
+    path.write_text(render_study_report(load_study_report_data(manifest, repo)),
+                    encoding="utf-8")
+    return path
+
+
 def test_console_capture_detects_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.html"
     bad.write_text("<!DOCTYPE html><html><body><script>console.error('boom-1');"
@@ -95,3 +106,22 @@ def test_report_screenshot(report_file: Path, tmp_path: Path) -> None:
     assert _png_size(shot) == (1280, 2000)
     # A blank page compresses to a few kB; the report's tables and plots give far more.
     assert shot.stat().st_size > 50_000
+
+
+def test_serving_report_renders_its_figures_without_console_errors(
+    serving_report_file: Path, tmp_path: Path
+) -> None:
+    proc = _chromium(tmp_path / "profile", "--dump-dom", serving_report_file.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _console_lines(proc.stderr) == []
+    dom = proc.stdout
+    assert "parsererror" not in dom
+    # The 6 study figures, then the 6 serving ones.
+    assert dom.count("<svg") == 12
+    for title in ("TTFT vs offered load", "ITL (per token gap) vs offered load",
+                  "Energy per output token vs offered load", "Goodput vs offered load",
+                  "Pareto front: energy per token vs TTFT p99",
+                  "Power and requests in flight during run sv-float16-r4-c0"):
+        assert f'aria-label="{title}"' in dom
+    assert "Serving: energy at a latency target" in dom
+    assert "[estimate]" in dom and "serving_power_timeline.csv" in dom

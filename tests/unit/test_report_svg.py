@@ -92,3 +92,39 @@ def test_categorical_axis_and_empty_chart():
 
 def test_same_input_same_svg():
     assert _chart() == _chart()
+
+
+def test_right_hand_axis_scales_its_own_series_and_dash_is_drawn():
+    svg = _chart(series=[Series("power", [(0.0, 100.0), (10.0, 200.0)], marker=False),
+                         Series("in flight", [(0.0, 0.0), (10.0, 4.0)], marker=False,
+                                axis="y2", dash="6 4")],
+                 y2_label="requests in flight", y_from_zero=True)
+    root, _ = _coords(svg)
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    assert "requests in flight" in texts
+    lines = list(root.iter(f"{SVG}polyline"))
+    assert len(lines) == 2 and lines[1].get("stroke-dasharray") == "6 4"
+    # Both series span the full plot height on their own axes: the right axis runs 0..5
+    # (4 padded), the left one 0..250, so 200 W and 4 requests sit at different heights,
+    # and the left axis ignores the y2 values.
+    (_, p_end), (_, f_end) = [tuple(float(v) for v in line.get("points").split()[-1].split(","))
+                              for line in lines]
+    plot_bottom, plot_height = 338.0, 298.0
+    assert p_end == pytest.approx(plot_bottom - plot_height * 200 / 250, abs=0.1)
+    assert f_end == pytest.approx(plot_bottom - plot_height * 4 / 5, abs=0.1)
+    assert "250" in texts and "5" in texts
+
+
+def test_chart_without_right_axis_is_unchanged_by_it():
+    plain = _chart()
+    assert "stroke-dasharray" not in plain and 'rotate(90' not in plain
+
+
+def test_right_hand_axis_of_counts_has_whole_ticks():
+    svg = _chart(series=[Series("power", [(0.0, 100.0), (1.0, 120.0)]),
+                         Series("in flight", [(0.0, 0.0), (1.0, 2.0)], axis="y2")],
+                 y2_label="requests in flight")
+    root, _ = _coords(svg)
+    texts = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+    right = texts[texts.index("requests in flight") - 3:texts.index("requests in flight")]
+    assert right == ["0", "1", "2"]

@@ -245,13 +245,17 @@ def progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def print_comparison(results: Sequence[AggregatedResult], *, as_json: bool) -> None:
-    """The `results compare` output: headline table, caveat notes and config differences."""
-    from llm_energy_measure.results.analysis.compare import comparison_json, format_comparison
+    """The `results compare` output: headline table, caveat notes, config differences and,
+    for serving results, each config at its highest SLO-meeting load with the verdict."""
+    from llm_energy_measure.results.analysis.serving_compare import (
+        comparison_payload,
+        comparison_text,
+    )
 
     if as_json:
-        typer.echo(json.dumps(comparison_json(results), indent=2, default=str))
+        typer.echo(json.dumps(comparison_payload(results), indent=2, default=str))
     else:
-        typer.echo(format_comparison(results))
+        typer.echo(comparison_text(results))
 
 
 def print_mlflow_outcomes(outcomes: Sequence[Any], tracking_uri: str) -> None:

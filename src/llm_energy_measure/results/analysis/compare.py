@@ -20,6 +20,7 @@ from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from llm_energy_measure.state.study_models import StudyManifest
     from llm_energy_measure.storage.repository import FileSystemRepository
 
 #: Marks a missing key in a config diff (rendered as ``<absent>``).
@@ -222,4 +223,24 @@ def load_aggregated_results(
                 "`llm-energy-measure results list --all`)"
             )
         results.append(result)
+    return results
+
+
+def load_compared_results(
+    repo: FileSystemRepository, experiment_ids: Sequence[str],
+    manifest: StudyManifest | None = None,
+) -> list[AggregatedResult]:
+    """The results to compare: those of ``experiment_ids`` (in order), then every completed
+    run of the study of ``manifest`` (point order, then cycle order) when one is given."""
+    results = load_aggregated_results(repo, experiment_ids) if experiment_ids else []
+    if manifest is not None:
+        from llm_energy_measure.results.analysis.study_stats import load_study_results
+
+        by_point = load_study_results(manifest, repo)
+        results += [r for point in manifest.points for r in by_point.get(point.point_id, ())]
+        if not results:
+            raise ConfigurationError(f"study {manifest.study_id!r} has no completed run to "
+                                     "compare yet")
+    elif not results:
+        raise ConfigurationError("give at least one experiment id, or --study STUDY_ID")
     return results

@@ -10,6 +10,10 @@ in the column names). Point rows hold ``point_id``, ``point_label``, the ``param
 ``.too_noisy`` (too noisy to rank) over the point's runs (only ``n`` and ``mean`` with a
 single run); metrics derived from energy also have
 ``<metric>.estimated`` (true when any run's energy is an estimate, empty without energy).
+
+A study with serving results also has the data of each serving figure of the report
+(``export_serving_figures``): ``<name>.csv``, and ``<name>.parquet`` when pyarrow is
+installed, for every name of ``serving_figures.FIGURE_TABLES``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from llm_energy_measure.domain import AggregatedResult
 from llm_energy_measure.exceptions import ConfigurationError
+from llm_energy_measure.results.analysis.serving_figures import (
+    FIGURE_TABLES,
+    TIMELINE_COLUMNS,
+    figure_tables,
+    study_serving,
+)
 from llm_energy_measure.results.analysis.study_stats import (
     HEADLINE_METRICS,
     energy_estimated,
@@ -173,3 +183,35 @@ def export_study(
     if point_stats_path is not None:
         writer(_columns(points), points, point_stats_path)
     return path
+
+
+def _pyarrow_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def export_serving_figures(
+    manifest: StudyManifest, repo: FileSystemRepository, folder: Path
+) -> list[Path]:
+    """Write the data of every serving figure of the report to ``folder``: ``<name>.csv``
+    and, when pyarrow is installed, ``<name>.parquet`` (names in ``FIGURE_TABLES``; columns in
+    ``analysis.serving_figures``). Returns the paths written; none when the study has no
+    serving results. The timeline without power samples is a header-only CSV (no Parquet)."""
+    found = study_serving(manifest, load_study_results(manifest, repo), repo)
+    if found is None:
+        return []
+    tables = figure_tables(*found)
+    parquet = _pyarrow_available()
+    written: list[Path] = []
+    for name in FIGURE_TABLES:
+        rows = tables[name]
+        columns = _columns(rows) or list(TIMELINE_COLUMNS)
+        csv_path = check_output_path(Path(folder) / f"{name}.csv")
+        write_rows_csv(columns, rows, csv_path)
+        written.append(csv_path)
+        if parquet and rows:
+            parquet_path = check_output_path(Path(folder) / f"{name}.parquet")
+            write_rows_parquet(columns, rows, parquet_path)
+            written.append(parquet_path)
+    return written

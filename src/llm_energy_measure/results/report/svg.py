@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
+from typing import Literal
 
 #: Colour-blind friendly palette (Okabe-Ito, then Tableau), cycled by series index.
 PALETTE = (
@@ -25,7 +26,8 @@ _LEGEND_LABEL_CHARS = 30
 @dataclass(frozen=True)
 class Series:
     """One data series. ``errors`` holds (low, high) y bounds per point (None: no bar);
-    ``labels`` short annotations drawn next to each marker."""
+    ``labels`` short annotations drawn next to each marker; ``dash`` an SVG dash pattern
+    for the line (e.g. ``"6 4"``); ``axis`` ``"y2"`` plots it against the right-hand axis."""
 
     name: str
     points: Sequence[tuple[float, float]]
@@ -36,11 +38,14 @@ class Series:
     labels: Sequence[str] = ()
     marker_radius: float = 4.0
     line_width: float = 2.0
+    dash: str = ""
+    axis: Literal["y", "y2"] = "y"
 
 
 @dataclass(frozen=True)
 class Chart:
-    """A chart: titles with units in the axis labels, series, optional categorical x axis."""
+    """A chart: titles with units in the axis labels, series, optional categorical x axis.
+    ``y2_label`` names the right-hand axis of the series with ``axis="y2"`` (drawn from 0)."""
 
     title: str
     x_label: str
@@ -52,6 +57,7 @@ class Chart:
     note: str = ""
     y_from_zero: bool = False
     extra_legend: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    y2_label: str = ""
 
 
 def _n(value: float) -> str:
@@ -126,7 +132,9 @@ def render_chart(chart: Chart) -> str:
     legend_w = 0 if not names else min(
         240, 34 + 7 * max(len(_truncate(n, _LEGEND_LABEL_CHARS)) for n in names)
     )
-    left, right, top, bottom = 78.0, 20.0 + legend_w, 40.0, 62.0
+    second = [s for s in chart.series if s.axis == "y2"]
+    y2_w = 56.0 if second else 0.0
+    left, right, top, bottom = 78.0, 20.0 + legend_w + y2_w, 40.0, 62.0
     if chart.note:
         bottom += 18
     w, h = chart.width, chart.height
@@ -139,11 +147,13 @@ def render_chart(chart: Chart) -> str:
         f'<text x="{_n(w / 2)}" y="22" text-anchor="middle" font-size="15" '
         f'font-weight="600" fill="#202124">{escape(chart.title)}</text>',
     ]
+    first = [s for s in chart.series if s.axis == "y"]
     xs = [p[0] for s in chart.series for p in s.points]
-    ys = [p[1] for s in chart.series for p in s.points]
-    ys += [b for s in chart.series for e in s.errors if e is not None for b in e]
+    ys = [p[1] for s in first for p in s.points]
+    ys += [b for s in first for e in s.errors if e is not None for b in e]
     xs = [x for x in xs if math.isfinite(x)]
     ys = [y for y in ys if math.isfinite(y)]
+    y2s = [p[1] for s in second for p in s.points if math.isfinite(p[1])]
     if not xs or not ys:
         out.append(f'<text x="{_n(w / 2)}" y="{_n(h / 2)}" text-anchor="middle" '
                    f'font-size="13" fill="#5f6368">no data to plot</text></svg>')
@@ -191,17 +201,18 @@ def render_chart(chart: Chart) -> str:
     if chart.note:
         out.append(f'<text x="{_n(x0)}" y="{_n(h - 10)}" font-size="11" fill="#5f6368">'
                    f'{escape(chart.note)}</text>')
+    sy2 = _right_axis(out, chart.y2_label, y2s, x1, y0, y1) if y2s else sy
     for s in chart.series:
-        out.extend(_series(s, sx, sy))
-    # Legend, right of the plot area.
-    lx, ly = x1 + 16, y1 + 6
-    entries = [(s.name, s.color, s.line, s.marker) for s in chart.series]
-    entries += [(name, color, False, True) for name, color in chart.extra_legend]
-    for i, (name, color, line, marker) in enumerate(entries):
+        out.extend(_series(s, sx, sy2 if s.axis == "y2" else sy))
+    # Legend, right of the plot area (and of the right-hand axis).
+    lx, ly = x1 + 16 + y2_w, y1 + 6
+    entries = [(s.name, s.color, s.line, s.marker, s.dash) for s in chart.series]
+    entries += [(name, color, False, True, "") for name, color in chart.extra_legend]
+    for i, (name, color, line, marker, dash) in enumerate(entries):
         cy = ly + i * 20
         if line:
             out.append(f'<line x1="{_n(lx)}" y1="{_n(cy)}" x2="{_n(lx + 18)}" y2="{_n(cy)}" '
-                       f'stroke="{color}" stroke-width="2"/>')
+                       f'stroke="{color}" stroke-width="2"{_dash(dash)}/>')
         if marker:
             out.append(f'<circle cx="{_n(lx + 9)}" cy="{_n(cy)}" r="4" fill="{color}"/>')
         out.append(f'<text x="{_n(lx + 24)}" y="{_n(cy + 4)}" font-size="12" fill="#3c4043">'
@@ -209,6 +220,33 @@ def render_chart(chart: Chart) -> str:
                    f"{escape(_truncate(name, _LEGEND_LABEL_CHARS))}</text>")
     out.append("</svg>")
     return "".join(out)
+
+
+def _dash(pattern: str) -> str:
+    return f' stroke-dasharray="{escape(pattern)}"' if pattern else ""
+
+
+def _right_axis(out: list[str], label: str, values: Sequence[float], x1: float, y0: float,
+                y1: float) -> _Scale:
+    """Draw the right-hand axis (from 0) for ``values``; returns its scale. Counts (every
+    value whole) get whole ticks."""
+    ticks = nice_ticks(*_extent(values, from_zero=True))
+    if ticks[1] - ticks[0] < 1 and all(float(v).is_integer() for v in values):
+        ticks = [float(i) for i in range(max(math.ceil(max(values)), 1) + 1)]
+    step = ticks[1] - ticks[0]
+    scale = _Scale(ticks[0], ticks[-1], y0, y1)
+    out.append(f'<line x1="{_n(x1)}" y1="{_n(y0)}" x2="{_n(x1)}" y2="{_n(y1)}" '
+               f'stroke="#3c4043"/>')
+    for t in ticks:
+        py = scale(t)
+        out.append(f'<line x1="{_n(x1)}" y1="{_n(py)}" x2="{_n(x1 + 5)}" y2="{_n(py)}" '
+                   f'stroke="#5f6368"/>')
+        out.append(f'<text x="{_n(x1 + 8)}" y="{_n(py + 4)}" font-size="12" '
+                   f'fill="#3c4043">{escape(format_tick(t, step))}</text>')
+    mid, lx = (y0 + y1) / 2, x1 + 46
+    out.append(f'<text x="{_n(lx)}" y="{_n(mid)}" text-anchor="middle" font-size="13" '
+               f'fill="#202124" transform="rotate(90 {_n(lx)} {_n(mid)})">{escape(label)}</text>')
+    return scale
 
 
 def _series(s: Series, sx: _Scale, sy: _Scale) -> list[str]:
@@ -227,7 +265,7 @@ def _series(s: Series, sx: _Scale, sy: _Scale) -> list[str]:
     if s.line and len(pts) > 1:
         coords = " ".join(f"{_n(sx(x))},{_n(sy(y))}" for x, y in pts)
         out.append(f'<polyline points="{coords}" fill="none" stroke="{s.color}" '
-                   f'stroke-width="{s.line_width}" stroke-linejoin="round"/>')
+                   f'stroke-width="{s.line_width}" stroke-linejoin="round"{_dash(s.dash)}/>')
     if s.marker:
         for x, y in pts:
             out.append(f'<circle cx="{_n(sx(x))}" cy="{_n(sy(y))}" r="{s.marker_radius}" '
