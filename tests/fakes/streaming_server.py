@@ -46,10 +46,12 @@ class Script:
     200 answers at once with ``error_body``. ``fail_after``: drop the connection after that
     many content chunks (a stream that breaks). ``include_usage``: send the usage chunk when
     the request asks for it (``stream_options.include_usage``); ``send_done``: end with
-    ``data: [DONE]``.
+    ``data: [DONE]``. ``ttft_per_in_flight_s``: added to the TTFT for every other stream in
+    flight when the request arrives (a server that slows down under load).
     """
 
     ttft_s: float = 0.05
+    ttft_per_in_flight_s: float = 0.0
     gap_s: float = 0.01
     tokens: int | None = 5
     tokens_per_chunk: int = 1
@@ -254,8 +256,9 @@ class ScriptedServer:
                      b"transfer-encoding: chunked\r\n\r\n")
         if chat:
             await _event(writer, _chat_chunk({"role": "assistant", "content": ""}, None))
-        if script.ttft_s > 0:
-            await asyncio.sleep(script.ttft_s)
+        ttft_s = script.ttft_s + script.ttft_per_in_flight_s * (self._counters.in_flight - 1)
+        if ttft_s > 0:
+            await asyncio.sleep(ttft_s)
         sent = 0
         while sent < n_tokens:
             if script.fail_after is not None and record.chunks_sent >= script.fail_after:
@@ -369,12 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-s", type=float, default=0.0)
     parser.add_argument("--tokens", type=int, default=1)
     parser.add_argument("--tokens-per-chunk", type=int, default=1)
+    parser.add_argument("--ttft-per-in-flight-s", type=float, default=0.0)
     parser.add_argument("--forever", action="store_true")
     args = parser.parse_args(argv)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     script = {"ttft_s": args.ttft_s, "gap_s": args.gap_s, "tokens": args.tokens,
-              "tokens_per_chunk": args.tokens_per_chunk}
+              "tokens_per_chunk": args.tokens_per_chunk,
+              "ttft_per_in_flight_s": args.ttft_per_in_flight_s}
     server = ScriptedServer(port=args.port, **script).start()
     print(f"PORT {server.port}", flush=True)
     if args.forever:

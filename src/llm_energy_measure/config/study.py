@@ -2,8 +2,9 @@
 
 A study file (YAML or JSON, read like experiment configs) names a base experiment config
 (``base``: a path relative to the study file, or ``base_config``: an inline mapping), a
-Cartesian ``sweep`` over dotted keys and/or an explicit list of ``points``, and the run policy:
-repetitions (``cycles``), run ``order``, cool-downs, per-run timeout, retries and executor.
+Cartesian ``sweep`` over dotted keys and/or an explicit list of ``points`` (or, instead, a
+``search`` for the highest load meeting the SLO), and the run policy: repetitions
+(``cycles``), run ``order``, cool-downs, per-run timeout, retries and executor.
 Loading is pure: nothing here reads devices or starts anything.
 """
 
@@ -58,6 +59,44 @@ class SlurmConfig(_Strict):
                                                   description="extra sbatch options")
 
 
+SearchKey = Literal["load.rate_per_s", "load.concurrency"]
+
+
+class SearchConfig(_Strict):
+    """Find the highest ``key`` in [``low``, ``high``] whose run meets the base config's
+    ``slo`` (bisection; see ``orchestration.study.search``).
+
+    ``load.rate_per_s`` (requests/s; the base's ``load.arrival`` must be poisson or
+    constant) or ``load.concurrency`` (integers; arrival ``concurrency``). The search stops
+    when the bracket (highest value met, lowest value failed) is within ``tolerance`` of its
+    lower end (relative; for concurrency also when they are adjacent integers), or after
+    ``max_probes`` runs (the two bounds included).
+    """
+
+    key: SearchKey
+    low: float = Field(gt=0, le=100_000)
+    high: float = Field(gt=0, le=100_000)
+    max_probes: int = Field(6, ge=2, le=64, description="runs at most, the bounds included")
+    tolerance: float = Field(0.1, gt=0, lt=1, description="relative width of the final "
+                             "bracket")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchConfig:
+        if self.low >= self.high:
+            raise ValueError(f"search.low ({self.low:g}) must be below search.high "
+                             f"({self.high:g})")
+        if self.key == "load.concurrency" and not (self.low.is_integer()
+                                                   and self.high.is_integer()):
+            raise ValueError("search.low and search.high must be whole numbers with key "
+                             "load.concurrency, e.g. low: 1, high: 64")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """Whether the searched values are integers (concurrency)."""
+        return self.key == "load.concurrency"
+
+
 class StudyConfig(_Strict):
     """One study: a base experiment config, the points to run, and the run policy."""
 
@@ -69,7 +108,8 @@ class StudyConfig(_Strict):
                                         "(Cartesian product)")
     points: list[dict[str, Any]] = Field(default_factory=list, description="explicit override "
                                          "mappings, run in addition to the grid")
-    cycles: int = Field(1, ge=1, le=1000, description="runs of every point")
+    cycles: int = Field(1, ge=1, le=1000, description="runs of every point (with a "
+                        "search: the cycles of each probe's experiment)")
     order: StudyOrder = "interleaved"
     seed: int = Field(0, ge=0, description="seed of the shuffled order")
     cooldown_s: float = Field(0.0, ge=0, le=86_400, description="pause between runs")
@@ -79,6 +119,8 @@ class StudyConfig(_Strict):
                          "transiently")
     executor: StudyExecutorName = "local"
     slurm: SlurmConfig = SlurmConfig()
+    search: SearchConfig | None = Field(None, description="find the highest load meeting "
+                                        "the SLO instead of running a sweep")
 
     @model_validator(mode="after")
     def _checks(self) -> StudyConfig:
@@ -91,6 +133,9 @@ class StudyConfig(_Strict):
                 "give exactly one of 'base' (a config file path) and 'base_config' "
                 "(an inline config mapping)"
             )
+        if self.search is not None and (self.sweep or self.points):
+            raise ValueError("search: a study with a search has no sweep or points (each "
+                             "probe is a point); split them into two studies")
         for key, values in self.sweep.items():
             if not values:
                 raise ValueError(f"sweep.{key}: give at least one value")

@@ -388,6 +388,10 @@ class CycleMetrics(FrozenModel):
     ttft_p50_s: float | None = None
     itl_p50_s: float | None = None
     tpot_p50_s: float | None = None
+    #: Serving runs: J per output token of the cycle's steady window, and its goodput
+    #: (SLO-meeting requests per second of its whole window; with an ``slo`` section).
+    steady_energy_per_output_token_j: NonNegative | None = None
+    goodput_per_s: NonNegative | None = None
 
 
 class MeasurementWarning(FrozenModel):

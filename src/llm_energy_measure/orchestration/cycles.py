@@ -11,6 +11,7 @@ from llm_energy_measure.domain import (
     EnergyMetrics,
     InferenceMetrics,
     MemoryStats,
+    ServingMetrics,
     Timestamps,
 )
 
@@ -99,6 +100,16 @@ def cycle_metrics(
         itl_p50_s=inference.itl.p50_s if inference.itl else None,
         tpot_p50_s=inference.tpot.p50_s if inference.tpot else None,
     )
+
+
+def with_serving(figures: CycleMetrics, serving: ServingMetrics) -> CycleMetrics:
+    """A serving cycle's figures with its steady-window J/token and its goodput (req/s)."""
+    steady = serving.steady
+    return figures.model_copy(update={
+        "steady_energy_per_output_token_j": steady.energy_per_output_token_j
+        if steady is not None else None,
+        "goodput_per_s": serving.slo.goodput_per_s if serving.slo is not None else None,
+    })
 
 
 def peak_memory(stats: Sequence[MemoryStats]) -> MemoryStats:

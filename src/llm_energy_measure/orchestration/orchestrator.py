@@ -37,6 +37,7 @@ from llm_energy_measure.orchestration.cycles import (
     combine_readings,
     cycle_metrics,
     peak_memory,
+    with_serving,
 )
 from llm_energy_measure.orchestration.serving import (
     combine_serving,
@@ -298,7 +299,10 @@ class ExperimentOrchestrator:
             measured.cycle_warnings.extend(cycle_warnings)
             measured.outputs.append(output)
             measured.readings.append(reading)
-            measured.cycles.append(cycle_metrics(cycle, output, energy, window.edges()))
+            figures = cycle_metrics(cycle, output, energy, window.edges())
+            if output.serving is not None:
+                figures = with_serving(figures, measured.serving[-1])
+            measured.cycles.append(figures)
             if partial:
                 break
         return measured

@@ -29,6 +29,8 @@ class StudyPoint(_Model):
     config_hash: str | None = None
     valid: bool = True
     error: str | None = None
+    #: A search's probe: whether its run met the SLO (None until decided, or not a probe).
+    slo_met: bool | None = None
 
 
 class StudyRun(_Model):

@@ -8,6 +8,9 @@ Layout under ``<results>/studies/<study_id>/``::
     configs/<point>.json   the resolved experiment config of every valid point
     logs/<experiment>.log  each run's worker output (all attempts, appended)
     submitit/              submitit job files (Slurm / submitit-local executors)
+    logs/shared-server.log the managed server shared by the study's runs (if any)
+    search_base.json       a search's base settings (probes derive from it)
+    search_result.json     a search's outcome
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ class StudyStore:
 
     def submitit_dir(self, study_id: str) -> Path:
         return self.layout.study_submitit_dir(study_id)
+
+    def server_log_path(self, study_id: str) -> Path:
+        return self.layout.study_server_log(study_id)
+
+    def search_base_path(self, study_id: str) -> Path:
+        return self.layout.study_search_base(study_id)
+
+    def search_result_path(self, study_id: str) -> Path:
+        return self.layout.study_search_result(study_id)
 
     # ------------------------------------------------------------------ manifest
 

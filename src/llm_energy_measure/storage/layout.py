@@ -10,7 +10,8 @@
     state/<experiment_id>.lease (+ .lease.info)  held while a process measures the experiment
     state/<experiment_id>.launch/                resolved config, heartbeats, launch log
     logs/<experiment_id>.log                     the experiment's log
-    studies/<study_id>/                          manifest.json, configs/, logs/, submitit/
+    studies/<study_id>/                          manifest.json, configs/, logs/, submitit/,
+                                                 search_base.json, search_result.json
 
 Every id passes ``security.sanitize_experiment_id`` and every path is checked with
 ``security.ensure_safe_path`` (symlinks resolved) so that nothing escapes the root.
@@ -128,3 +129,15 @@ class ResultsLayout:
 
     def study_submitit_dir(self, study_id: str) -> Path:
         return self.study_dir(study_id) / "submitit"
+
+    def study_server_log(self, study_id: str) -> Path:
+        """Output of the managed server shared by the runs of a study."""
+        return self.study_dir(study_id) / "logs" / "shared-server.log"
+
+    def study_search_base(self, study_id: str) -> Path:
+        """The base settings every probe of a search derives from (not validated alone)."""
+        return self.study_dir(study_id) / "search_base.json"
+
+    def study_search_result(self, study_id: str) -> Path:
+        """The outcome of a study's search: the answer, its figures, every probe."""
+        return self.study_dir(study_id) / "search_result.json"

@@ -144,8 +144,9 @@ class OpenAIEngine(InferenceEngine):
         if session.extension_note is not None:
             warnings.append(MeasurementWarning(code="fixed_length_unsupported",
                                                message=session.extension_note))
-        logger.info(f"endpoint {session.base_url} serves {session.served_model!r}"
-                    f"{' (managed server)' if session.managed is not None else ''}")
+        how = (f" (server shared by {session.shared_by})" if session.shared_by is not None
+               else " (managed server)" if session.managed is not None else "")
+        logger.info(f"endpoint {session.base_url} serves {session.served_model!r}{how}")
         return LoadedModel(model=session, tokenizer=tokenizer, info=info, device="endpoint",
                            warnings=warnings)
 
@@ -240,11 +241,17 @@ class OpenAIEngine(InferenceEngine):
         if warm:
             raise_if_stopped()
         if server is not None and not server.alive():
+            log = self._server_log
+            if session.shared_by is not None:
+                how = f"the shared server of {session.shared_by} (pid {server.pid}) exited"
+                log = server.shared.log_path
+            else:
+                how = f"the managed server exited with code {server.returncode}"
             raise InferenceError(
-                f"the managed server exited with code {server.returncode} during the run; "
+                f"{how} during the run; "
                 f"{sum(1 for c in converted if c.record.ok)} request(s) had completed"
                 + (f" (records in {self._records_path})" if self._records_path else "")
-                + (f"; its log: {self._server_log}" if self._server_log else ""))
+                + (f"; its log: {log}" if log else ""))
         stop_reason = result.stop_reason
         after = None if warm else _scrape(session)
         return self._output(config, session, converted, result, stop_reason, before, after)
@@ -359,6 +366,8 @@ class OpenAIEngine(InferenceEngine):
             facts["server_command"] = " ".join(session.command)
         if session.managed is not None and session.managed.pid is not None:
             facts["server_pid"] = str(session.managed.pid)
+        if session.shared_by is not None:
+            facts["shared_server"] = session.shared_by
         return facts
 
     def release(self, loaded: LoadedModel | None) -> None:

@@ -1,5 +1,5 @@
-"""Opening an endpoint for a run: start the managed server (if any), check it answers, find
-the served model, and learn which request extensions it accepts.
+"""Opening an endpoint for a run: start the managed server (if any; or use the study's shared
+one), check it answers, find the served model, and learn which request extensions it accepts.
 
 The API key is read here from the environment variable the config names, and kept only in
 memory (in ``Session.api_key``, left out of its repr): never in a result, a log or an error.
@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loguru import logger
+
 from llm_energy_measure.config.models import ExperimentConfig
+from llm_energy_measure.core.serving.shared import SharedServer, SharedServerHandle
 from llm_energy_measure.exceptions import ConfigurationError, InferenceError
 
 #: Request fields that make a server generate exactly ``max_tokens`` (vLLM and SGLang accept
@@ -32,7 +35,8 @@ class Session:
     connect_timeout_s: float
     read_timeout_s: float
     api_key: str | None = field(default=None, repr=False)
-    managed: Any = None  # the ManagedServer, when the run started the server
+    managed: Any = None  # the ManagedServer, or the SharedServerHandle of a study's server
+    shared_by: str | None = None  # who owns the shared server (``study <id>``)
     command: tuple[str, ...] = ()
     metrics_url: str | None = None
     server_version: str | None = None
@@ -176,10 +180,42 @@ def managed_command(config: ExperimentConfig, *, model_path: str, host: str,
     return server_args.command_server(server.command, host=host, port=port, model=model_path)
 
 
+def shared_server_for(config: ExperimentConfig) -> SharedServer | None:
+    """The study's shared server (``LLM_ENERGY_MEASURE_SHARED_SERVER``) when this run's
+    managed server has its fingerprint; None otherwise (the run starts its own, and says so
+    when a shared one with another fingerprint was offered)."""
+    from llm_energy_measure.core.serving.shared import server_fingerprint
+
+    shared = SharedServer.from_env()
+    if shared is None or config.server is None:
+        return None
+    mine = server_fingerprint(config)
+    if mine != shared.fingerprint:
+        logger.warning(f"the shared server of {shared.owner} (fingerprint {shared.fingerprint}) "
+                       f"is not this run's server (fingerprint {mine}); starting its own")
+        return None
+    return shared
+
+
+def server_model_path(config: ExperimentConfig) -> str:
+    """What the managed server loads, resolved as a run resolves it (a local folder, e.g. the
+    builtin model's); for ``server.engine: command``, ``model.name`` when it is not a model
+    readable here."""
+    from llm_energy_measure.core.model_source import resolve_model_source
+
+    try:
+        return str(resolve_model_source(config.model).location)
+    except Exception:
+        if config.server is not None and config.server.engine == "command":
+            return config.model.name
+        raise
+
+
 def open_session(config: ExperimentConfig, *, model_path: str | None,
                  server_log: Path | None) -> Session:
-    """A reachable endpoint: the configured one, or a server started now (and stopped by
-    ``close_session``, whatever happens)."""
+    """A reachable endpoint: the configured one, the study's shared server (when its
+    fingerprint matches), or a server started now (and stopped by ``close_session``,
+    whatever happens)."""
     from llm_energy_measure.core.serving import server as managed
     from llm_energy_measure.core.serving.server_args import served_model_name, server_env
 
@@ -187,7 +223,14 @@ def open_session(config: ExperimentConfig, *, model_path: str | None,
     session = Session(base_url=ep.base_url or "", served_model=ep.model or "", api=ep.api,
                       connect_timeout_s=ep.connect_timeout_s, read_timeout_s=ep.read_timeout_s,
                       api_key=api_key(config), metrics_url=ep.metrics_url)
-    if config.server is not None:
+    shared = shared_server_for(config)
+    if shared is not None:
+        session.base_url = shared.base_url
+        session.command = shared.command
+        session.managed = SharedServerHandle(shared)
+        session.shared_by = shared.owner
+        session.served_model = served_model_name(config)
+    elif config.server is not None:
         host = "127.0.0.1"
         port = managed.free_port(host)
         session.base_url = f"http://{host}:{port}/v1"

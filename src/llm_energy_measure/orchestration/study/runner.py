@@ -10,14 +10,16 @@ keep fixed experiment ids, and a run whose experiment already has an aggregated 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loguru import logger
 
+from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.config.precedence import effective_results_dir
 from llm_energy_measure.config.study import STUDY_EXECUTORS, StudyConfig, load_study_config
 from llm_energy_measure.exceptions import ConfigurationError, RetryableError
@@ -37,9 +39,10 @@ from llm_energy_measure.orchestration.study.expansion import (
     plan_study,
     run_experiment_id,
 )
+from llm_energy_measure.orchestration.study.shared_server import StudyServer, study_server
 from llm_energy_measure.resilience import retry
 from llm_energy_measure.state.liveness import current_hostname, pid_is_alive
-from llm_energy_measure.state.study_models import StudyManifest, StudyRun
+from llm_energy_measure.state.study_models import StudyManifest, StudyPoint, StudyRun
 from llm_energy_measure.state.study_store import StudyStore
 from llm_energy_measure.storage.repository import ensure_results_dir
 
@@ -88,21 +91,33 @@ def create_study(
     if executor is not None:
         study = study.model_copy(update={"executor": executor})
     base_data, base_source = base_config_data(study, study_path)
-    plan = plan_study(study, base_data, base_source=base_source)
-    first = next(iter(plan.configs.values()))
-    store = StudyStore(ensure_results_dir(effective_results_dir(first, results_dir)).resolve())
     study_id = make_experiment_id(study.study_name[:_STUDY_SLUG_MAX])
-    for run in plan.runs:
-        run.experiment_id = run_experiment_id(study_id, run.point_id, run.cycle)
-    for point_id, config in plan.configs.items():
-        store.save_point_config(study_id, point_id, config)
+    if study.search is not None:
+        from llm_energy_measure.orchestration.study.search import save_search_base, search_base
+
+        base, first, digest = search_base(study, base_data, base_source=base_source)
+        store = StudyStore(ensure_results_dir(effective_results_dir(first, results_dir))
+                           .resolve())
+        save_search_base(store, study_id, base)
+        points: list[StudyPoint] = []
+        runs: list[StudyRun] = []
+    else:
+        plan = plan_study(study, base_data, base_source=base_source)
+        first = next(iter(plan.configs.values()))
+        store = StudyStore(ensure_results_dir(effective_results_dir(first, results_dir))
+                           .resolve())
+        for run in plan.runs:
+            run.experiment_id = run_experiment_id(study_id, run.point_id, run.cycle)
+        for point_id, config in plan.configs.items():
+            store.save_point_config(study_id, point_id, config)
+        points, runs, digest = plan.points, plan.runs, plan.study_hash
     store.save_study_config(study_id, study)
     now = time.time()
     base_path = resolve_base_path(study, study_path)
     manifest = StudyManifest(
-        study_id=study_id, study_name=study.study_name, study_hash=plan.study_hash,
+        study_id=study_id, study_name=study.study_name, study_hash=digest,
         base_config_path=str(base_path) if base_path else None, created_at=now,
-        updated_at=now, executor=study.executor, points=plan.points, runs=plan.runs,
+        updated_at=now, executor=study.executor, points=points, runs=runs,
     )
     return store, store.create(manifest)
 
@@ -121,6 +136,13 @@ def run_study(
     """
     hooks = hooks or StudyHooks()
     store, manifest = create_study(study_path, results_dir=results_dir, executor=executor)
+    search = store.load_study_config(manifest.study_id).search
+    if search is not None:
+        hooks.on_event(
+            f"study {manifest.study_id}: search {search.key} in [{search.low:g}, "
+            f"{search.high:g}], at most {search.max_probes} probe(s), executor "
+            f"{manifest.executor}; manifest {store.manifest_path(manifest.study_id)}")
+        return execute_study(store, manifest.study_id, hooks=hooks)
     invalid = [p for p in manifest.points if not p.valid]
     valid = len(manifest.points) - len(invalid)
     hooks.on_event(
@@ -231,7 +253,8 @@ def _set_run(store: StudyStore, study_id: str, order_index: int, **changes: obje
     return found[0]
 
 
-def _spec(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig) -> RunSpec:
+def _spec(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig,
+          server: StudyServer | None = None) -> RunSpec:
     assert run.experiment_id is not None
     return RunSpec(
         experiment_id=run.experiment_id,
@@ -239,6 +262,7 @@ def _spec(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig) -
         results_dir=store.results_dir,
         log_path=store.run_log_path(study_id, run.experiment_id).resolve(),
         timeout_s=study.timeout_s,
+        env=server.env if server is not None else {},
     )
 
 
@@ -264,12 +288,16 @@ def _finish_run(store: StudyStore, study_id: str, run: StudyRun, outcome: RunOut
     hooks.on_event(f"{position} {run.point_id} c{run.cycle} {outcome.status}{took}{cause}")
 
 
-def _run_one(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig,
-             executor: StudyExecutor, hooks: StudyHooks, position: str) -> None:
-    """Run one run to its end, retrying transient failures up to ``study.retries`` times."""
-    spec = _spec(store, study_id, run, study)
+def run_one(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig,
+            executor: StudyExecutor, hooks: StudyHooks, position: str,
+            server: StudyServer | None = None) -> None:
+    """Run one run to its end, retrying transient failures up to ``study.retries`` times
+    (on the study's shared ``server``, started again first if it died)."""
 
     def attempt() -> RunOutcome:
+        if server is not None:
+            server.ensure_running()
+        spec = _spec(store, study_id, run, study, server)
         current = _set_run(store, study_id, run.order_index, status="running", error=None,
                            started_at=time.time(), finished_at=None, job_id=None,
                            attempts=_attempts(store, study_id, run) + 1)
@@ -308,11 +336,10 @@ def _todo(manifest: StudyManifest) -> list[StudyRun]:
                   key=lambda r: r.order_index)
 
 
-def _run_sequential(store: StudyStore, study_id: str, study: StudyConfig,
-                    executor: StudyExecutor, hooks: StudyHooks) -> None:
-    manifest = store.load(study_id)
-    todo = _todo(manifest)
-    total = len(manifest.runs)
+@contextlib.contextmanager
+def study_cooldown(study: StudyConfig, executor: StudyExecutor,
+                   hooks: StudyHooks) -> Iterator[Cooldown]:
+    """The pause between runs, with the idle temperatures measured (when asked) first."""
     until_idle = study.cooldown_until_idle
     if until_idle.enabled and executor.name == "slurm":
         hooks.on_event("note: cooldown_until_idle is not applied to Slurm jobs (this host's "
@@ -322,11 +349,21 @@ def _run_sequential(store: StudyStore, study_id: str, study: StudyConfig,
     with reader as read:
         cooldown = Cooldown(study.cooldown_s, until_idle, read, sleep=hooks.sleep)
         cooldown.measure_idle()
+        yield cooldown
+
+
+def _run_sequential(store: StudyStore, study_id: str, study: StudyConfig,
+                    executor: StudyExecutor, hooks: StudyHooks,
+                    server: StudyServer | None) -> None:
+    manifest = store.load(study_id)
+    todo = _todo(manifest)
+    total = len(manifest.runs)
+    with study_cooldown(study, executor, hooks) as cooldown:
         for number, run in enumerate(todo):
             if number > 0:
                 cooldown.wait()
             position = f"[{total - len(todo) + number + 1}/{total}]"
-            _run_one(store, study_id, run, study, executor, hooks, position)
+            run_one(store, study_id, run, study, executor, hooks, position, server)
 
 
 def _run_parallel(store: StudyStore, study_id: str, study: StudyConfig,
@@ -371,6 +408,26 @@ def _run_parallel(store: StudyStore, study_id: str, study: StudyConfig,
         todo = sorted(retry_next, key=lambda r: r.order_index)
 
 
+def server_configs(store: StudyStore, study_id: str,
+                   study: StudyConfig) -> dict[str, ExperimentConfig]:
+    """The configs whose servers decide whether one server is shared: every valid point's
+    (a search: its two bounds', which differ from every probe only in the load)."""
+    from llm_energy_measure.config.validation import validate_config
+
+    if study.search is not None:
+        from llm_energy_measure.orchestration.study.search import bound_configs
+
+        return bound_configs(store, study_id, study.search)
+    manifest = store.load(study_id)
+    configs: dict[str, ExperimentConfig] = {}
+    for point in manifest.points:
+        if point.valid:
+            path = store.point_config_path(study_id, point.point_id)
+            configs[point.point_id] = validate_config(
+                json.loads(path.read_text(encoding="utf-8")), source=str(path))
+    return configs
+
+
 def execute_study(store: StudyStore, study_id: str, *, hooks: StudyHooks) -> StudyManifest:
     """Run the study's runs that are not completed; returns the final manifest.
 
@@ -383,10 +440,17 @@ def execute_study(store: StudyStore, study_id: str, *, hooks: StudyHooks) -> Stu
     try:
         reconcile(store, study_id)
         executor = hooks.executor or create_executor(study, store.submitit_dir(study_id))
-        if executor.parallel and isinstance(executor, ArrayStudyExecutor):
-            _run_parallel(store, study_id, study, executor, hooks)
-        else:
-            _run_sequential(store, study_id, study, executor, hooks)
+        with study_server(server_configs(store, study_id, study), executor=executor.name,
+                          owner=f"study {study_id}", log_path=store.server_log_path(study_id),
+                          on_event=hooks.on_event) as server:
+            if study.search is not None:
+                from llm_energy_measure.orchestration.study.search import run_search
+
+                run_search(store, study_id, study, executor, hooks, server)
+            elif executor.parallel and isinstance(executor, ArrayStudyExecutor):
+                _run_parallel(store, study_id, study, executor, hooks)
+            else:
+                _run_sequential(store, study_id, study, executor, hooks, server)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         cause = None if interrupted else (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -4,7 +4,8 @@ For each cycle index every process's ``CycleMetrics`` are combined like the whol
 tokens summed, throughput = tokens / (latest end - earliest start) of that cycle, energy with
 each device once (largest reading; a process whose host leader measured its host adds nothing
 of its own), latency p50 over the union of that cycle's requests (ITL over their token
-gaps, TPOT over their mean gaps).
+gaps, TPOT over their mean gaps). A serving run (one process) adds its steady-window J per
+output token and its goodput (SLO-meeting requests/s), taken from its cycle as they are.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ CYCLE_METRICS = (
     "ttft_p50_s",
     "itl_p50_s",
     "tpot_p50_s",
+    "steady_energy_per_output_token_j",
+    "goodput_per_s",
 )
 
 
@@ -56,6 +59,10 @@ def _combine_cycle(
         "ttft_p50_s": _p50([r.ttft_s for r in requests if r.ttft_s is not None]),
         "itl_p50_s": _p50(token_gap_samples(requests)),
         "tpot_p50_s": _p50([r.tpot_s for r in requests if r.tpot_s is not None]),
+        # Serving runs have one process (one load generator): its own figures.
+        "steady_energy_per_output_token_j": (
+            parts[0].steady_energy_per_output_token_j if len(parts) == 1 else None),
+        "goodput_per_s": parts[0].goodput_per_s if len(parts) == 1 else None,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -17,7 +17,8 @@ OutcomeStatus = Literal["completed", "failed", "timeout"]
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: an experiment id, its resolved config file, where results go, its time limit.
+    """One run: an experiment id, its resolved config file, where results go, its time limit,
+    and environment variables to add for its worker.
 
     Paths are absolute so the worker may start in another folder (a Slurm node).
     """
@@ -27,6 +28,8 @@ class RunSpec:
     results_dir: Path
     log_path: Path
     timeout_s: float | None = None
+    #: Environment variables added for the worker (e.g. the study's shared server).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import llm_energy_measure
@@ -43,10 +43,10 @@ def worker_command(spec: RunSpec, python: str | None = None) -> list[str]:
     ]
 
 
-def worker_env() -> dict[str, str]:
-    """This environment, with this package's folder first on PYTHONPATH (so the worker
-    imports the same code even from a source checkout)."""
-    env = dict(os.environ)
+def worker_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment plus ``extra``, with this package's folder first on PYTHONPATH (so
+    the worker imports the same code even from a source checkout)."""
+    env = {**os.environ, **(extra or {})}
     root = str(Path(llm_energy_measure.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
@@ -95,7 +95,7 @@ def run_worker(spec: RunSpec, *, python: str | None = None,
         log.flush()
         proc = subprocess.Popen(
             worker_command(spec, python), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True, env=worker_env(),
+            stderr=subprocess.STDOUT, start_new_session=True, env=worker_env(spec.env),
         )
         try:
             returncode = proc.wait(timeout=spec.timeout_s)
