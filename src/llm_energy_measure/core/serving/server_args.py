@@ -8,6 +8,7 @@ default applies, as with engine ``vllm``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,23 @@ def vllm_server_command(
     if server is not None:
         command += server.args
     return command
+
+
+def managed_command(config: ExperimentConfig, *, model_path: str, host: str,
+                    port: int) -> list[str]:
+    """The command that starts the configured server."""
+    server = config.server
+    assert server is not None
+    python = server.python or sys.executable
+    if server.engine == "vllm":
+        return vllm_server_command(config, model_path=model_path, host=host,
+                                               port=port, python=python)
+    if server.engine == "llama_cpp":
+        from llm_energy_measure.core.engines.llama_cpp import llama_cpp_server_command
+
+        return llama_cpp_server_command(config, port, python)
+    assert server.command is not None
+    return command_server(server.command, host=host, port=port, model=model_path)
 
 
 def command_server(command: Sequence[str], host: str, port: int, model: str) -> list[str]:

@@ -8,7 +8,6 @@ memory (in ``Session.api_key``, left out of its repr): never in a result, a log 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,25 +160,6 @@ def detect_extensions(session: Session, wanted: tuple[str, ...]) -> None:
             "at EOS before max_tokens")
 
 
-def managed_command(config: ExperimentConfig, *, model_path: str, host: str,
-                    port: int) -> list[str]:
-    """The command that starts the configured server."""
-    from llm_energy_measure.core.serving import server_args
-
-    server = config.server
-    assert server is not None
-    python = server.python or sys.executable
-    if server.engine == "vllm":
-        return server_args.vllm_server_command(config, model_path=model_path, host=host,
-                                               port=port, python=python)
-    if server.engine == "llama_cpp":
-        from llm_energy_measure.core.engines.llama_cpp import llama_cpp_server_command
-
-        return llama_cpp_server_command(config, port, python)
-    assert server.command is not None
-    return server_args.command_server(server.command, host=host, port=port, model=model_path)
-
-
 def shared_server_for(config: ExperimentConfig) -> SharedServer | None:
     """The study's shared server (``LLM_ENERGY_MEASURE_SHARED_SERVER``) when this run's
     managed server has its fingerprint; None otherwise (the run starts its own, and says so
@@ -217,6 +197,7 @@ def open_session(config: ExperimentConfig, *, model_path: str | None,
     fingerprint matches), or a server started now (and stopped by ``close_session``,
     whatever happens)."""
     from llm_energy_measure.core.serving import server as managed
+    from llm_energy_measure.core.serving import server_args
     from llm_energy_measure.core.serving.server_args import served_model_name, server_env
 
     ep = config.endpoint
@@ -234,7 +215,7 @@ def open_session(config: ExperimentConfig, *, model_path: str | None,
         host = "127.0.0.1"
         port = managed.free_port(host)
         session.base_url = f"http://{host}:{port}/v1"
-        command = managed_command(config, model_path=model_path or config.model.name,
+        command = server_args.managed_command(config, model_path=model_path or config.model.name,
                                   host=host, port=port)
         session.command = tuple(command)
         log = server_log or Path(os.devnull)

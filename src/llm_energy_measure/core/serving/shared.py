@@ -43,8 +43,7 @@ def server_fingerprint(config: ExperimentConfig) -> str | None:
     for engine ``vllm``). None without a ``server`` section or for an engine whose command
     cannot be shared (see ``SHAREABLE_ENGINES``).
     """
-    from llm_energy_measure.core.serving.server_args import server_env
-    from llm_energy_measure.core.serving.session import managed_command
+    from llm_energy_measure.core.serving.server_args import managed_command, server_env
 
     server = config.server
     if config.engine != "openai" or server is None or server.engine not in SHAREABLE_ENGINES:

@@ -9,28 +9,18 @@ keep fixed experiment ids, and a run whose experiment already has an aggregated 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-
-from loguru import logger
 
 from llm_energy_measure.config.models import ExperimentConfig
 from llm_energy_measure.config.precedence import effective_results_dir
 from llm_energy_measure.config.study import STUDY_EXECUTORS, StudyConfig, load_study_config
-from llm_energy_measure.exceptions import ConfigurationError, RetryableError
-from llm_energy_measure.orchestration.study.cooldown import (
-    Cooldown,
-    gpu_temperature_reader,
-)
+from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.orchestration.study.executors import (
     ArrayStudyExecutor,
-    RunOutcome,
-    RunSpec,
     StudyExecutor,
     create_executor,
 )
@@ -39,8 +29,18 @@ from llm_energy_measure.orchestration.study.expansion import (
     plan_study,
     run_experiment_id,
 )
+from llm_energy_measure.orchestration.study.runs import (
+    StudyHooks,
+    attempts_of,
+    checked,
+    finish_run,
+    run_one,
+    run_spec,
+    set_run,
+    study_cooldown,
+    todo_runs,
+)
 from llm_energy_measure.orchestration.study.shared_server import StudyServer, study_server
-from llm_energy_measure.resilience import retry
 from llm_energy_measure.state.liveness import current_hostname, pid_is_alive
 from llm_energy_measure.state.study_models import StudyManifest, StudyPoint, StudyRun
 from llm_energy_measure.state.study_store import StudyStore
@@ -48,23 +48,6 @@ from llm_energy_measure.storage.repository import ensure_results_dir
 
 #: Longest name part of a study id, leaving room for "-<timestamp>-<hex>-pNNN-cNNN".
 _STUDY_SLUG_MAX = 64
-#: Backoff between attempts of a run that failed transiently.
-RETRY_BASE_DELAY_S = 5.0
-RETRY_MAX_DELAY_S = 120.0
-#: How often a parallel (job array) study checks its jobs.
-ARRAY_POLL_INTERVAL_S = 2.0
-
-
-@dataclass
-class StudyHooks:
-    """What the runner reports to and waits with (injected by the CLI and by tests)."""
-
-    on_event: Callable[[str], None] = field(default=lambda line: logger.info(line))
-    sleep: Callable[[float], None] = time.sleep
-    executor: StudyExecutor | None = None
-    poll_interval_s: float = ARRAY_POLL_INTERVAL_S
-
-
 def _check_executor(name: str | None) -> None:
     if name is not None and name not in STUDY_EXECUTORS:
         raise ConfigurationError(
@@ -239,124 +222,11 @@ def reconcile(store: StudyStore, study_id: str) -> StudyManifest:
     return store.update(study_id, change)
 
 
-def _set_run(store: StudyStore, study_id: str, order_index: int, **changes: object) -> StudyRun:
-    """Change one run (found by its order index) in the stored manifest."""
-    found: list[StudyRun] = []
-
-    def change(manifest: StudyManifest) -> None:
-        run = next(r for r in manifest.runs if r.order_index == order_index)
-        for key, value in changes.items():
-            setattr(run, key, value)
-        found.append(run)
-
-    store.update(study_id, change)
-    return found[0]
-
-
-def _spec(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig,
-          server: StudyServer | None = None) -> RunSpec:
-    assert run.experiment_id is not None
-    return RunSpec(
-        experiment_id=run.experiment_id,
-        config_path=store.point_config_path(study_id, run.point_id).resolve(),
-        results_dir=store.results_dir,
-        log_path=store.run_log_path(study_id, run.experiment_id).resolve(),
-        timeout_s=study.timeout_s,
-        env=server.env if server is not None else {},
-    )
-
-
-def _checked(outcome: RunOutcome, store: StudyStore, run: StudyRun) -> RunOutcome:
-    """A worker that exited cleanly must have left an aggregated result."""
-    assert run.experiment_id is not None
-    if outcome.status == "completed" and \
-            not store.layout_repository().has_aggregated(run.experiment_id):
-        return RunOutcome("failed", "worker exited cleanly but left no aggregated result",
-                          duration_s=outcome.duration_s)
-    return outcome
-
-
-def _finish_run(store: StudyStore, study_id: str, run: StudyRun, outcome: RunOutcome,
-                hooks: StudyHooks, position: str) -> None:
-    from llm_energy_measure.security import redact_text
-
-    error = redact_text(outcome.error) if outcome.error else None
-    _set_run(store, study_id, run.order_index, status=outcome.status, error=error,
-             finished_at=time.time())
-    took = f" in {outcome.duration_s:.1f} s" if outcome.duration_s is not None else ""
-    cause = f": {error}" if error else ""
-    hooks.on_event(f"{position} {run.point_id} c{run.cycle} {outcome.status}{took}{cause}")
-
-
-def run_one(store: StudyStore, study_id: str, run: StudyRun, study: StudyConfig,
-            executor: StudyExecutor, hooks: StudyHooks, position: str,
-            server: StudyServer | None = None) -> None:
-    """Run one run to its end, retrying transient failures up to ``study.retries`` times
-    (on the study's shared ``server``, started again first if it died)."""
-
-    def attempt() -> RunOutcome:
-        if server is not None:
-            server.ensure_running()
-        spec = _spec(store, study_id, run, study, server)
-        current = _set_run(store, study_id, run.order_index, status="running", error=None,
-                           started_at=time.time(), finished_at=None, job_id=None,
-                           attempts=_attempts(store, study_id, run) + 1)
-        hooks.on_event(f"{position} {run.point_id} c{run.cycle} running "
-                       f"(attempt {current.attempts}) {run.experiment_id}")
-
-        def record_job(job_id: str) -> None:
-            _set_run(store, study_id, run.order_index, job_id=job_id)
-
-        outcome = executor.run(spec, record_job)
-        outcome = _checked(outcome, store, run)
-        if outcome.status == "failed" and outcome.retryable:
-            _set_run(store, study_id, run.order_index, status="failed", error=outcome.error,
-                     finished_at=time.time())
-            raise RetryableError(outcome.error or "transient failure")
-        return outcome
-
-    try:
-        outcome = retry(attempt, attempts=study.retries + 1, base_delay_s=RETRY_BASE_DELAY_S,
-                        max_delay_s=RETRY_MAX_DELAY_S, sleep=hooks.sleep,
-                        on_retry=lambda n, exc, delay_s: hooks.on_event(
-                            f"{position} {run.point_id} c{run.cycle} attempt {n} failed "
-                            f"({exc}); retrying in {delay_s:.0f} s"))
-    except RetryableError as exc:
-        outcome = RunOutcome("failed", f"{exc} (after {study.retries + 1} attempt(s))")
-    _finish_run(store, study_id, run, outcome, hooks, position)
-
-
-def _attempts(store: StudyStore, study_id: str, run: StudyRun) -> int:
-    stored = store.load(study_id)
-    return next(r.attempts for r in stored.runs if r.order_index == run.order_index)
-
-
-def _todo(manifest: StudyManifest) -> list[StudyRun]:
-    return sorted((r for r in manifest.runs if r.status != "completed"),
-                  key=lambda r: r.order_index)
-
-
-@contextlib.contextmanager
-def study_cooldown(study: StudyConfig, executor: StudyExecutor,
-                   hooks: StudyHooks) -> Iterator[Cooldown]:
-    """The pause between runs, with the idle temperatures measured (when asked) first."""
-    until_idle = study.cooldown_until_idle
-    if until_idle.enabled and executor.name == "slurm":
-        hooks.on_event("note: cooldown_until_idle is not applied to Slurm jobs (this host's "
-                       "GPUs are not the compute nodes')")
-        until_idle = until_idle.model_copy(update={"enabled": False})
-    reader = gpu_temperature_reader() if until_idle.enabled else contextlib.nullcontext(None)
-    with reader as read:
-        cooldown = Cooldown(study.cooldown_s, until_idle, read, sleep=hooks.sleep)
-        cooldown.measure_idle()
-        yield cooldown
-
-
 def _run_sequential(store: StudyStore, study_id: str, study: StudyConfig,
                     executor: StudyExecutor, hooks: StudyHooks,
                     server: StudyServer | None) -> None:
     manifest = store.load(study_id)
-    todo = _todo(manifest)
+    todo = todo_runs(manifest)
     total = len(manifest.runs)
     with study_cooldown(study, executor, hooks) as cooldown:
         for number, run in enumerate(todo):
@@ -372,17 +242,17 @@ def _run_parallel(store: StudyStore, study_id: str, study: StudyConfig,
     if study.cooldown_s > 0 or study.cooldown_until_idle.enabled:
         hooks.on_event("note: cool-downs do not apply to a job array (runs are parallel); "
                        "set slurm.job_array: false to run jobs one after another")
-    todo = _todo(store.load(study_id))
+    todo = todo_runs(store.load(study_id))
     for round_number in range(study.retries + 1):
         if not todo:
             return
-        specs = [_spec(store, study_id, run, study) for run in todo]
+        specs = [run_spec(store, study_id, run, study) for run in todo]
         handles = executor.submit_many(specs)
         waiting = {}
         for run, handle in zip(todo, handles, strict=True):
-            _set_run(store, study_id, run.order_index, status="running", error=None,
+            set_run(store, study_id, run.order_index, status="running", error=None,
                      started_at=time.time(), finished_at=None, job_id=handle.job_id,
-                     attempts=_attempts(store, study_id, run) + 1)
+                     attempts=attempts_of(store, study_id, run) + 1)
             waiting[run.order_index] = (run, handle)
         hooks.on_event(f"submitted {len(handles)} run(s) (round {round_number + 1}): job ids "
                        f"{', '.join(h.job_id for h in handles)}")
@@ -393,17 +263,17 @@ def _run_parallel(store: StudyStore, study_id: str, study: StudyConfig,
                     if not handle.done():
                         continue
                     del waiting[key]
-                    outcome = _checked(handle.outcome(), store, run)
+                    outcome = checked(handle.outcome(), store, run)
                     last_round = round_number == study.retries
                     if outcome.retryable and outcome.status == "failed" and not last_round:
                         retry_next.append(run)
-                    _finish_run(store, study_id, run, outcome, hooks, f"[job {handle.job_id}]")
+                    finish_run(store, study_id, run, outcome, hooks, f"[job {handle.job_id}]")
                 if waiting:
                     hooks.sleep(hooks.poll_interval_s)
         except BaseException:
             for run, handle in waiting.values():
                 handle.cancel()
-                _set_run(store, study_id, run.order_index, status="pending")
+                set_run(store, study_id, run.order_index, status="pending")
             raise
         todo = sorted(retry_next, key=lambda r: r.order_index)
 

@@ -32,13 +32,14 @@ from llm_energy_measure.orchestration.study.expansion import (
     run_experiment_id,
     study_hash,
 )
+from llm_energy_measure.orchestration.study.runs import run_one, study_cooldown
 from llm_energy_measure.orchestration.study.shared_server import StudyServer
 from llm_energy_measure.state.study_models import StudyManifest, StudyPoint, StudyRun
 from llm_energy_measure.state.study_store import StudyStore
 from llm_energy_measure.storage.atomic import atomic_write_text
 
 if TYPE_CHECKING:
-    from llm_energy_measure.orchestration.study.runner import StudyHooks
+    from llm_energy_measure.orchestration.study.runs import StudyHooks
 
 #: Per-cycle statistics (``AggregatedResult.cycle_stats`` keys) of the answer's figures.
 _CYCLE_KEYS = {"energy_per_output_token_j": "energy_per_output_token_j",
@@ -178,8 +179,6 @@ def run_search(store: StudyStore, study_id: str, study: StudyConfig, executor: S
                hooks: StudyHooks, server: StudyServer | None) -> SearchResult | None:
     """Run the search to its end (or until a probe's run does not complete: the study then
     ends failed, and ``study resume`` runs that probe again); returns the stored result."""
-    from llm_energy_measure.orchestration.study.runner import run_one, study_cooldown
-
     search = study.search
     assert search is not None
     runs_done = 0

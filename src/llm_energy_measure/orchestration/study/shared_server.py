@@ -82,8 +82,8 @@ class StudyServer:
         """Start the server and wait until it is healthy (ServerError otherwise, nothing
         left running)."""
         from llm_energy_measure.core.serving import server as managed
-        from llm_energy_measure.core.serving.server_args import server_env
-        from llm_energy_measure.core.serving.session import managed_command, server_model_path
+        from llm_energy_measure.core.serving.server_args import managed_command, server_env
+        from llm_energy_measure.core.serving.session import server_model_path
 
         config, server_config = self.config, self.config.server
         assert server_config is not None
