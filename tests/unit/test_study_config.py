@@ -9,6 +9,7 @@ import pytest
 from llm_energy_measure.config.study import load_study_config, resolve_base_path, validate_study
 from llm_energy_measure.exceptions import ConfigurationError
 from llm_energy_measure.orchestration.study.expansion import base_config_data, plan_study
+from llm_energy_measure.orchestration.study.search import search_base
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "configs" / "examples"
 STUDY_EXAMPLES = sorted(EXAMPLES_DIR.glob("study-*.yaml"))
@@ -98,16 +99,34 @@ def test_yaml_errors_use_the_config_loader_style(tmp_path: Path) -> None:
 
 
 def test_study_examples_are_shipped() -> None:
-    assert {p.name for p in STUDY_EXAMPLES} >= {"study-batch-precision.yaml", "study-slurm.yaml"}
+    assert {p.name for p in STUDY_EXAMPLES} >= {"study-batch-precision.yaml", "study-slurm.yaml",
+                                                "study-serving-rates.yaml",
+                                                "study-serving-search.yaml"}
 
 
 @pytest.mark.parametrize("path", STUDY_EXAMPLES, ids=lambda p: p.name)
 def test_every_study_example_expands_with_all_points_valid(path: Path) -> None:
     study = load_study_config(path)
     data, source = base_config_data(study, path)
+    if study.search is not None:  # both bounds are valid configs with an slo section
+        _, low, _ = search_base(study, data, base_source=source)
+        assert low.slo is not None and low.cycles == study.cycles
+        return
     plan = plan_study(study, data, base_source=source)
     assert [p.error for p in plan.points if not p.valid] == []
     assert len(plan.runs) == len(plan.points) * study.cycles
+
+
+def test_serving_rates_example_shares_one_server() -> None:
+    from llm_energy_measure.orchestration.study.shared_server import sharing_plan
+
+    path = EXAMPLES_DIR / "study-serving-rates.yaml"
+    study = load_study_config(path)
+    data, source = base_config_data(study, path)
+    plan = plan_study(study, data, base_source=source)
+    assert [c.load.rate_per_s for c in plan.configs.values()] == [1, 2, 4]
+    fingerprint, why_not = sharing_plan(plan.configs, study.executor)
+    assert fingerprint is not None and why_not is None
 
 
 def test_batch_precision_example_has_the_documented_shape() -> None:
