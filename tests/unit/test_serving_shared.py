@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,40 @@ def test_a_run_uses_the_shared_server_and_leaves_it_running(
                         endpoint={"model": "fake-model"})
         with pytest.raises(Exception, match="cannot start the server 'no-such-server-xyz'"):
             open_session(other, model_path=None, server_log=None)
+
+
+def test_the_study_server_starts_again_if_it_died_and_stops_whatever_happens(
+        tmp_path: Path) -> None:
+    import signal
+
+    from llm_energy_measure.orchestration.study.shared_server import study_server
+
+    repo = Path(__file__).resolve().parents[2]
+    command = {"engine": "command", "startup_timeout_s": 30, "stop_grace_s": 5,
+               "env": {"PYTHONPATH": str(repo)},
+               "command": [sys.executable, str(repo / "tests" / "fakes" / "streaming_server.py"),
+                           "--forever", "--port", "{port}"]}
+    configs = {"p000": _config(command), "p001": _config(command, load={
+        "arrival": "constant", "rate_per_s": 3})}
+    events: list[str] = []
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="a failing study"), study_server(
+            configs, executor="local", owner="study s1", log_path=tmp_path / "server.log",
+            on_event=events.append) as server:
+        assert server is not None and server.shared is not None
+        pids.append(server.shared.pid)
+        assert SharedServer.from_env(server.env) == server.shared
+        os.kill(server.shared.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.alive() and time.monotonic() < deadline:  # every thread has to exit
+            time.sleep(0.01)
+        server.ensure_running()
+        assert server.starts == 2 and server.shared.pid != pids[0]
+        pids.append(server.shared.pid)
+        raise RuntimeError("a failing study")
+    assert not any(process_alive(pid) for pid in pids)
+    assert [e.split(" (")[0] for e in events] == [
+        "shared server started", "shared server", "shared server started",
+        "shared server stopped"]
+    assert "exited with code -9; starting it again" in events[1]
+    assert (tmp_path / "server.log").read_text().count("PORT ") == 2

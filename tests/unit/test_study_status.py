@@ -122,3 +122,28 @@ def test_slurm_without_srun_says_what_to_do(tmp_path: Path,
         pytest.skip("this host has Slurm")
     with pytest.raises(ConfigurationError, match="--executor submitit-local"):
         SubmititStudyExecutor("slurm", tmp_path / "jobs", SlurmConfig())
+
+
+def test_search_result_text_gives_the_answer_its_cis_and_the_probes() -> None:
+    from llm_energy_measure.domain import MetricStats
+    from llm_energy_measure.domain.search import SearchFigure, SearchProbe, SearchResult
+    from llm_energy_measure.orchestration.study.status import search_result_text
+
+    stats = MetricStats(n=3, mean=0.5, std=0.1, cv=0.2, ci95_low=0.25, ci95_high=0.75)
+    result = SearchResult(
+        study_id="s", key="load.rate_per_s", low=0.5, high=16, tolerance=0.1, max_probes=6,
+        cycles=3, outcome="found", stopped_by="tolerance", value=4.0, bracket=(4.0, 4.2),
+        experiment_id="s-p003-c0",
+        energy_per_output_token_j=SearchFigure(value=0.51, stats=stats),
+        steady_energy_per_output_token_j=SearchFigure(value=None),
+        goodput_per_s=SearchFigure(value=3.9), notes=("a note",),
+        probes=(SearchProbe(point_id="p000", experiment_id="s-p000-c0", value=0.5,
+                            slo_met=True, attainment=1.0, goodput_per_s=0.5),),
+    )
+    text = search_result_text(result)
+    assert text.splitlines()[0] == ("search load.rate_per_s in [0.5, 16]: highest "
+                                    "load.rate_per_s meeting the SLO = 4 (the next failed: 4.2)")
+    assert "0.51 J (mean 0.5, 95% CI 0.25 .. 0.75, n=3)" in text
+    assert "J/token (steady)  n/a" in text and "goodput           3.9 req/s" in text
+    assert "note: a note" in text
+    assert text.splitlines()[-1].split() == ["p000", "0.5", "yes", "1.000", "0.5"]

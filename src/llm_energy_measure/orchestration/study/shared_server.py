@@ -109,10 +109,14 @@ class StudyServer:
         self._on_event(f"shared server started (pid {server.pid}, {base_url}) in "
                        f"{time.monotonic() - started_s:.1f} s; log {self.log_path}")
 
+    def alive(self) -> bool:
+        """Whether the server runs (False before ``start`` and after ``stop``)."""
+        return self._server is not None and self._server.alive()
+
     def ensure_running(self) -> None:
         """Start the server again if it died since the last run (one line says so)."""
         server = self._server
-        if server is not None and server.alive():
+        if self.alive():
             return
         if server is not None:
             self._on_event(f"shared server (pid {server.pid}) exited with code "
