@@ -23,7 +23,7 @@ HASH_LENGTH = 16
 
 #: Engine-specific config sections, each read only by its engine: left out of the hash of an
 #: experiment run by another engine (they change nothing it measures).
-ENGINE_SECTIONS: dict[str, str] = {"vllm": "vllm"}
+ENGINE_SECTIONS: dict[str, str] = {"vllm": "vllm", "llama_cpp": "llama_cpp"}
 
 
 def canonical_config(config: ExperimentConfig) -> dict[str, Any]:

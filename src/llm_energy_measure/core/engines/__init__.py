@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 ENGINES: dict[str, str] = {
     "transformers": "llm_energy_measure.core.engines.transformers:TransformersEngine",
     "vllm": "llm_energy_measure.core.engines.vllm:VllmEngine",
+    "llama_cpp": "llm_energy_measure.core.engines.llama_cpp:LlamaCppEngine",
 }
 
 
