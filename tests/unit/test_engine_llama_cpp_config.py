@@ -242,3 +242,37 @@ def test_tokenizer_adapter_counts_and_truncates_as_core_prompts_expects() -> Non
     assert tok.decode([0, 104, 105]) == "hi" and len(tok) == 256
     prompts, cut, counts = truncate_prompts([Prompt(0, "abcdefgh")], tok, 5)
     assert (prompts[0].text, cut, counts) == ("abcd", 1, [5])
+
+
+# --- the example configs ---------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "configs" / "examples"
+
+
+def test_llama_cpp_example_is_the_smollm2_q4_1_file_on_cpu_with_its_texts_kept() -> None:
+    from llm_energy_measure.config import load_config
+
+    config = load_config(EXAMPLES / "smollm2-llama-cpp.yaml")
+    assert (config.engine, config.model.name, config.model.device) == (
+        "llama_cpp", "gguf:smollm2-135m-instruct", "cpu")
+    assert config.inference.save_outputs and config.decoder.fixed_length
+    assert (config.llama_cpp.n_gpu_layers, config.batching.batch_size) == (0, 1)
+
+
+def test_gguf_engines_study_example_sweeps_both_engines_over_one_workload() -> None:
+    from llm_energy_measure.config.study import load_study_config
+    from llm_energy_measure.orchestration.study.expansion import base_config_data, plan_study
+
+    path = EXAMPLES / "study-engines-gguf.yaml"
+    study = load_study_config(path)
+    data, source = base_config_data(study, path)
+    plan = plan_study(study, data, base_source=source)
+    assert [p.label for p in plan.points] == ["engine=transformers", "engine=llama_cpp"]
+    assert all(p.valid for p in plan.points) and len(plan.runs) == 4
+    tf, lc = plan.configs["p000"], plan.configs["p001"]
+    assert (tf.engine, lc.engine) == ("transformers", "llama_cpp")
+    assert tf.model_dump(exclude={"engine"}) == lc.model_dump(exclude={"engine"})
+    assert lc.model.name == "gguf:smollm2-135m-instruct" and lc.decoder.fixed_length
+    # The llama_cpp section changes nothing engine transformers measures.
+    threads = lc.llama_cpp.model_copy(update={"n_threads": 7})
+    assert config_hash(tf) == config_hash(tf.model_copy(update={"llama_cpp": threads}))
