@@ -142,6 +142,29 @@ def test_dtype_without_a_rate_keeps_mbu() -> None:
     assert metrics.mbu is not None and metrics.mbu > 0
 
 
+class QuantizedTinyModel(TinyModel):
+    """TinyModel as a quantized engine (llama.cpp) holds it: weights in a GGUF type, the KV
+    cache in float16."""
+
+    kv_cache_dtype = "float16"
+
+
+def test_quantized_weights_count_their_stored_bytes_and_the_cache_its_own_dtype() -> None:
+    # As test_mfu_and_mbu_with_a_fake_peak, with weights of type Q4_1 whose 1000 bytes are the
+    # quantized size: 3 passes x 1000 B + 576 B of float16 KV reads = 3576 B in 2 s -> 0.5.
+    info = _loaded().info.model_copy(update={"dtype": "Q4_1"})
+    collector = ComputeEstimator(peak_lookup=_fake_lookup(None, 3576.0),
+                                 gpu_names=lambda loaded: [H100])
+    quantized = LoadedModel(model=QuantizedTinyModel(), tokenizer=None, info=info,
+                            device="cuda:0")
+    metrics = collector.compute(quantized, _output([SequenceShape(3, 3)] * 2))
+    assert metrics.mbu == pytest.approx(0.5) and metrics.mfu is None
+    # Without a cache dtype, a dtype of unknown size leaves the KV reads out (a lower bound).
+    plain = LoadedModel(model=TinyModel(), tokenizer=None, info=info, device="cuda:0")
+    assert collector.compute(plain, _output([SequenceShape(3, 3)] * 2)).mbu == pytest.approx(
+        3000 / 2.0 / 3576.0)
+
+
 def test_window_duration_used_when_compute_time_is_missing() -> None:
     collector = ComputeEstimator(gpu_names=lambda loaded: [])
     metrics = collector.compute(_loaded(), _output([SequenceShape(3, 3)], compute_time_s=0.0))

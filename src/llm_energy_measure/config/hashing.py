@@ -31,6 +31,7 @@ ENGINE_SECTIONS: dict[str, frozenset[str]] = {
     "endpoint": frozenset({"openai"}),
     "load": frozenset({"openai"}),
     "server": frozenset({"openai"}),
+    "llama_cpp": frozenset({"llama_cpp"}),
 }
 
 

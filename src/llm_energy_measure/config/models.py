@@ -75,7 +75,7 @@ def check_plain_text(data: object) -> None:
 
 Precision = Literal["float32", "float16", "bfloat16"]
 #: The inference engines (``core.engines.ENGINES`` maps each to its implementation).
-EngineName = Literal["transformers", "vllm", "openai"]
+EngineName = Literal["transformers", "vllm", "openai", "llama_cpp"]
 
 
 class ModelConfig(_Strict):
@@ -422,6 +422,66 @@ def _openai_conflicts(config: ExperimentConfig) -> str | None:
     return None
 
 
+class LlamaCppConfig(_Strict):
+    """Settings of engine ``llama_cpp`` (read only when ``engine: llama_cpp``), passed to
+    ``llama_cpp.Llama``. The model is a GGUF file (``model.name``); the seed is ``seed``."""
+
+    n_ctx: int = Field(2048, ge=0, le=1_048_576, description="context (KV-cache) length in "
+                       "tokens; 0: the model's training context")
+    n_threads: int | None = Field(None, ge=1, le=4096, description="threads of decoding "
+                                  "(default: the bindings', half the CPUs)")
+    n_threads_batch: int | None = Field(None, ge=1, le=4096, description="threads of prompt "
+                                        "processing (default: the bindings', every CPU)")
+    n_batch: int = Field(512, ge=1, le=1_048_576, description="most prompt tokens per decode "
+                         "call (prefill chunk)")
+    n_gpu_layers: int = Field(0, ge=-1, le=100_000, description="layers offloaded to the GPU "
+                              "(-1: all; needs a GPU build of llama.cpp)")
+    flash_attn: bool = Field(False, description="llama.cpp's flash attention")
+
+
+def _llama_cpp_conflicts(config: ExperimentConfig) -> str | None:
+    """Why settings of the transformers engine cannot apply with ``engine: llama_cpp`` (or
+    None)."""
+    mc = config.model
+    if not (mc.gguf_file or mc.name.lower().endswith(".gguf") or mc.name.startswith("gguf:")):
+        return (f"engine 'llama_cpp' runs GGUF files: model.name '{mc.name}' is not a .gguf "
+                "file or gguf: alias (or set model.gguf_file for a folder or Hub repo)")
+    launch = config.launch
+    if launch.num_processes > 1 or launch.num_machines > 1:
+        return ("launch.num_processes > 1 (or num_machines > 1) is not supported with engine "
+                "'llama_cpp': one process runs the model; use llama_cpp.n_threads for more "
+                "cores")
+    if config.sharding.strategy != "none":
+        return (f"sharding.strategy '{config.sharding.strategy}' applies to engine "
+                "'transformers'; with engine 'llama_cpp' use llama_cpp.n_gpu_layers")
+    if config.quantization.enabled:
+        return ("quantization (bitsandbytes) applies to engine 'transformers'; with engine "
+                "'llama_cpp' the GGUF file's own quantization is used")
+    if mc.precision != "float32":
+        return (f"model.precision '{mc.precision}' applies to engine 'transformers' (the dtype "
+                "GGUF weights are dequantized to); llama.cpp computes with the GGUF file's "
+                "own types: leave model.precision at float32")
+    if mc.attn_implementation != "sdpa":
+        return ("model.attn_implementation applies to engine 'transformers'; with engine "
+                "'llama_cpp' use llama_cpp.flash_attn")
+    if config.inference.torch_compile:
+        return "inference.torch_compile applies to engine 'transformers', not 'llama_cpp'"
+    if config.inference.cache_implementation != "dynamic":
+        return ("inference.cache_implementation applies to engine 'transformers'; llama.cpp "
+                "allocates its KV cache for llama_cpp.n_ctx tokens")
+    if config.traffic.enabled:
+        return ("traffic simulation is not supported with engine 'llama_cpp'; set "
+                "traffic.enabled: false")
+    if mc.device == "cuda" and config.llama_cpp.n_gpu_layers == 0:
+        return ("model.device 'cuda' with engine 'llama_cpp' needs llama_cpp.n_gpu_layers "
+                "(-1 offloads every layer)")
+    if mc.device == "cpu" and config.llama_cpp.n_gpu_layers != 0:
+        return ("model.device 'cpu' with llama_cpp.n_gpu_layers "
+                f"{config.llama_cpp.n_gpu_layers}: set n_gpu_layers to 0, or model.device to "
+                "auto or cuda")
+    return None
+
+
 class ExperimentConfig(_Strict):
     """One experiment: what to run and how to measure it."""
 
@@ -446,6 +506,9 @@ class ExperimentConfig(_Strict):
     server: ServerConfig | None = None
     slo: SloConfig | None = Field(None, description="latency objectives (serving runs): "
                                   "attainment, goodput, energy per SLO-meeting request")
+
+
+    llama_cpp: LlamaCppConfig = LlamaCppConfig()
     cycles: int = Field(1, ge=1, le=1000)
     seed: int = Field(DEFAULT_SEED, ge=0)
     results_dir: Path | None = Field(None, description="overrides the default results directory")
@@ -483,6 +546,10 @@ class ExperimentConfig(_Strict):
                 raise ValueError(conflict)
         if self.engine == "openai":
             conflict = _openai_conflicts(self)
+            if conflict is not None:
+                raise ValueError(conflict)
+        if self.engine == "llama_cpp":
+            conflict = _llama_cpp_conflicts(self)
             if conflict is not None:
                 raise ValueError(conflict)
         return self

@@ -17,7 +17,10 @@ Definitions (see also ``core.flops``):
   batches needs, the time includes prefill and host overhead, and activations and cache
   writes are not counted. Caveat: weight bytes include the whole input-embedding table, of
   which a decode step reads only a few rows, so for models with a large untied embedding the
-  figure can overstate the bytes read by a few percent.
+  figure can overstate the bytes read by a few percent. Weight bytes are as stored: for a
+  quantized model (GGUF run by llama.cpp) the quantized bytes, which is what decoding reads;
+  KV-cache reads are counted in the cache's element type (``kv_cache_dtype`` of the loaded
+  model when it has one, else the model's dtype).
 - MFU and MBU are None (never zero) when the device or its peak is unknown, CPUs included.
 """
 
@@ -235,7 +238,10 @@ class ComputeEstimator:
         names = self._gpu_names(loaded)
         dtype = matmul_dtype(loaded.info.dtype)
         peaks = [self._peak_lookup(name, dtype) for name in names]
-        element_bytes = dtype_bytes(loaded.info.dtype)
+        # An engine whose KV cache is not in the weights' dtype (llama.cpp: quantized weights,
+        # float16 cache) says so on its model object.
+        kv_dtype = getattr(loaded.model, "kv_cache_dtype", None)
+        element_bytes = dtype_bytes(kv_dtype if isinstance(kv_dtype, str) else loaded.info.dtype)
         bytes_read = decode_bytes_lower_bound(
             spec, output.sequences, output.num_batches, loaded.info.weight_bytes or 0,
             element_bytes,

@@ -21,6 +21,7 @@ ENGINES: dict[str, str] = {
     "transformers": "llm_energy_measure.core.engines.transformers:TransformersEngine",
     "vllm": "llm_energy_measure.core.engines.vllm:VllmEngine",
     "openai": "llm_energy_measure.core.engines.openai:OpenAIEngine",
+    "llama_cpp": "llm_energy_measure.core.engines.llama_cpp:LlamaCppEngine",
 }
 
 

@@ -99,7 +99,7 @@ def describe_model(config: ExperimentConfig) -> tuple[ModelInfo, Any, str | None
             return info.model_copy(update={"quantization": quant}), tokenizer, str(
                 source.location)
         except Exception as exc:  # the model is not readable here: described by the server
-            if config.server is not None and config.server.engine != "command":
+            if config.server is not None and config.server.engine == "vllm":
                 raise InferenceError(f"cannot read model {config.model.name!r} for the "
                                      f"managed server: {exc}") from exc
             logger.info(f"model {config.model.name!r} not readable here ({exc}); "

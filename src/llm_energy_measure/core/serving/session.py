@@ -216,12 +216,16 @@ def open_session(config: ExperimentConfig, *, model_path: str | None,
         port = managed.free_port(host)
         session.base_url = f"http://{host}:{port}/v1"
         command = server_args.managed_command(config, model_path=model_path or config.model.name,
-                                  host=host, port=port)
+                                              host=host, port=port)
+        health = config.server.health_path
+        if config.server.engine == "llama_cpp" and "health_path" not in \
+                config.server.model_fields_set:
+            health = "/v1/models"  # llama-cpp-python's server has no /health
         session.command = tuple(command)
         log = server_log or Path(os.devnull)
         server = managed.ManagedServer(
             command, base_url=session.base_url,
-            health_url=f"http://{host}:{port}{config.server.health_path}", log_path=log,
+            health_url=f"http://{host}:{port}{health}", log_path=log,
             env=server_env(config), startup_timeout_s=config.server.startup_timeout_s,
             stop_grace_s=config.server.stop_grace_s,
         )
