@@ -323,3 +323,16 @@ def test_gpu_offload_without_a_gpu_build_is_refused_and_release_frees_the_model(
     engine.release(loaded)
     engine.release(loaded)  # safe twice
     assert model.llm is None and loaded.model is None
+
+
+def test_synthetic_prompts_have_exactly_their_token_count_in_the_bindings_tokenizer(
+        shared: Shared) -> None:
+    config = _config(prompts={"source": "synthetic", "num_prompts": 3,
+                              "synthetic_input_tokens": 16},
+                     decoder={"preset": "benchmark", "max_new_tokens": 4})
+    prompts = _prompts(shared, config)
+    out = shared.engine.run(shared.loaded, prompts, config, cycle=0)
+    assert [r.input_tokens for r in out.requests] == [16, 16, 16]
+    assert [r.output_tokens for r in out.requests] == [4, 4, 4]
+    for prompt in prompts:
+        assert len(shared.llm.tokenize(prompt.text.encode(), add_bos=True, special=True)) == 16

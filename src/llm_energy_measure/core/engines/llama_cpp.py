@@ -435,6 +435,11 @@ class LlamaCppEngine(InferenceEngine):
             weight_bytes=int(llama_cpp.llama_model_size(llm.model)),
             file_bytes=path.stat().st_size, n_vocab=llm.n_vocab(),
         )
+        if source.hub_repo is not None:  # provenance: the cached snapshot's commit
+            from llm_energy_measure.core.model_source import hub_commit
+
+            commit = hub_commit(source.hub_repo, path.name, source.revision)
+            info = info.model_copy(update={"revision": commit or info.revision})
         eog = eog_token_ids(llama_cpp, llm)
         tokenizer = LlamaCppTokenizer(
             llm.tokenize, llm.detokenize, llm.n_vocab(), _special_ids(llm, eog),
