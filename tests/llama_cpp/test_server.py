@@ -64,7 +64,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 assert proc.poll() is None, log_path.read_text()[-2000:]
                 assert time.monotonic() < deadline, "server not ready in 120 s"
                 time.sleep(0.1)
-        assert models["data"][0]["id"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+        # The model is served under its configured name (--model_alias).
+        assert models["data"][0]["id"] == "gguf:smollm2-135m-instruct"
         yield base
     finally:
         proc.terminate()

@@ -139,8 +139,14 @@ def test_server_command_resolves_the_model_and_passes_the_section(tmp_path: Path
     assert llama_cpp_server_command(config, 8123, "/venv/bin/python") == [
         "/venv/bin/python", "-m", "llama_cpp.server", "--model", str(model),
         "--host", "127.0.0.1", "--port", "8123", "--n_ctx", "1024", "--n_batch", "128",
-        "--n_gpu_layers", "-1", "--flash_attn", "True", "--seed", "3", "--n_threads", "2",
+        "--n_gpu_layers", "-1", "--flash_attn", "True", "--seed", "3",
+        "--model_alias", str(model), "--n_threads", "2",
     ]
+    # The served model's name is endpoint.model when set (else model.name, as configured).
+    named = config.model_copy(update={"endpoint": config.endpoint.model_copy(
+        update={"model": "smol"})})
+    command = llama_cpp_server_command(named, 1, "python")
+    assert command[command.index("--model_alias") + 1] == "smol"
     default = llama_cpp_server_command(
         config.model_copy(update={"llama_cpp": config.llama_cpp.model_copy(
             update={"n_threads": None, "flash_attn": False})}), 1, "python")

@@ -345,8 +345,9 @@ def server_model_path(config: ExperimentConfig) -> Path:
 
 def llama_cpp_server_command(config: ExperimentConfig, port: int, python: str) -> list[str]:
     """The command that starts llama-cpp-python's OpenAI-compatible server for ``config``:
-    ``python -m llama_cpp.server`` on 127.0.0.1:``port`` with the model file resolved and the
-    ``llama_cpp`` section's settings (threads left unset take the server's defaults).
+    ``python -m llama_cpp.server`` on 127.0.0.1:``port`` with the model file resolved, served
+    under the name ``endpoint.model`` (else ``model.name``), and the ``llama_cpp`` section's
+    settings (threads left unset take the server's defaults).
 
     The server (``llama-cpp-python[server]``) serves ``/v1/completions`` (streaming with
     ``stream_options.include_usage``) and ``GET /v1/models`` (ready once it answers).
