@@ -31,7 +31,8 @@ def test_every_config_engine_name_is_registered() -> None:
 def test_create_engine_by_name() -> None:
     engine = create_engine("transformers")
     assert isinstance(engine, TransformersEngine) and engine.name == "transformers"
-    with pytest.raises(ConfigurationError, match="choose one of: openai, transformers, vllm"):
+    known = "choose one of: llama_cpp, openai, transformers, vllm"
+    with pytest.raises(ConfigurationError, match=known):
         create_engine("tensorrt")
 
 
