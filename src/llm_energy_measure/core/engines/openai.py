@@ -347,9 +347,6 @@ class OpenAIEngine(InferenceEngine):
 
     # facts ----------------------------------------------------------------------------
 
-    def version(self) -> str | None:
-        return None
-
     def batching(self, config: ExperimentConfig) -> str:
         load = config.load
         if load.arrival == "concurrency":

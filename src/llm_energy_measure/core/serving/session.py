@@ -137,7 +137,7 @@ def detect_extensions(session: Session, wanted: tuple[str, ...]) -> None:
     if not wanted:
         return
     body: dict[str, Any] = {"model": session.served_model, "max_tokens": 1}
-    body |= {"ignore_eos": True, "min_tokens": 1} if wanted else {}
+    body |= {"ignore_eos": True, "min_tokens": 1}
     path = "completions" if session.api == "completions" else "chat/completions"
     if session.api == "completions":
         body["prompt"] = "Hello"
